@@ -1,0 +1,16 @@
+"""`migrate verify` (not landed yet)."""
+
+from __future__ import annotations
+
+import typer
+
+from migrate.cli.common import ConfigOpt, JsonOpt, errors_to_exit
+from migrate.errors import NotLandedError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @errors_to_exit
+    def verify(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+        """Not available yet in this version."""
+        raise NotLandedError("`migrate verify` has not landed in this version", "use a newer migrate")

@@ -1,0 +1,450 @@
+"""migrate.toml -> frozen, validated settings.
+
+Every problem names the key and the fix on one line; all problems in a file are
+reported together so an operator fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrate.errors import ConfigError
+from migrate.units import parse_rate, parse_size
+
+DEFAULT_CONFIG = "migrate.toml"
+STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+CONFLICT_POLICIES = ("skip", "overwrite", "fail")
+FORMATS = ("jsonl", "csv")
+DEFAULT_PRICES = {"STANDARD": 0.020, "NEARLINE": 0.010, "COLDLINE": 0.004, "ARCHIVE": 0.0012}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+_TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    id: str
+    state_dir: Path
+    plans_dir: Path
+    location: str = "US"
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    name: str
+    root: Path
+    bucket: str
+    prefix: str = ""
+    include: tuple[str, ...] = ("**",)
+    exclude: tuple[str, ...] = ()
+    storage_class: str = "STANDARD"
+    follow_symlinks: bool = False
+
+
+@dataclass(frozen=True)
+class ListenerSource:
+    name: str
+    paths: tuple[str, ...]
+    topic: str
+    format: str = "jsonl"
+    event_id_field: str | None = None
+    event_time_field: str | None = None
+    ordering_key_field: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    workers: int = 16
+    batch_max_files: int = 5000
+    batch_max_bytes: int = 2 * 1024**3
+    bandwidth_limit: int = 0  # bytes/s, 0 = unlimited
+    large_file_threshold: int = 64 * 1024**2
+    chunk_size: int = 16 * 1024**2
+    conflict_policy: str = "skip"
+    retry_max_attempts: int = 8
+    retry_initial_delay: float = 0.5
+    retry_max_delay: float = 20.0
+    retry_deadline: float = 120.0
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class PubSubConfig:
+    batch_max_messages: int = 1000
+    batch_max_bytes: int = 9 * 1000**2
+    events_per_second: float = 0.0  # 0 = unlimited
+    max_in_flight_messages: int = 20_000
+    publish_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class TargetsConfig:
+    """Settings of the target resources that terraform/ (or emulator provisioning) creates."""
+
+    location: str = "US"
+    versioning: bool = True
+    soft_delete_days: int = 7
+    message_retention_days: int = 7
+    kms_key_name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    service_account_id: str = "migrate-transfer"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    project: ProjectConfig
+    catalog: tuple[CatalogSource, ...]
+    listeners: tuple[ListenerSource, ...]
+    transfer: TransferConfig
+    pubsub: PubSubConfig
+    targets: TargetsConfig
+    prices: dict[str, float]
+
+    def digest(self) -> str:
+        """A stable digest of the effective settings (not the file's bytes)."""
+        data = asdict(self)
+        data.pop("path")
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def catalog_source(self, name: str) -> CatalogSource:
+        for src in self.catalog:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+    def listener_source(self, name: str) -> ListenerSource:
+        for src in self.listeners:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Collects problems while reading one table; each problem is one line."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[str] = []
+
+    def fail(self, key: str, what: str, fix: str) -> None:
+        self.problems.append(f"{self.file}: {key}: {what}; fix: {fix}")
+
+    def table(self, data: Any, key: str, allowed: dict[str, str]) -> dict:
+        if not isinstance(data, dict):
+            self.fail(key, f"expected a table, got {_typename(data)}", f"write it as [{key}]")
+            return {}
+        for k in data:
+            if k not in allowed:
+                near = _closest(k, allowed)
+                hint = f"did you mean '{near}'?" if near else f"allowed keys: {', '.join(sorted(allowed))}"
+                self.fail(f"{key}.{k}", "unknown key", f"remove it ({hint})")
+        return data
+
+    def get(self, data: dict, key: str, where: str, kind: type | tuple, default: Any = None, required: bool = False):
+        if key not in data:
+            if required:
+                self.fail(f"{where}.{key}", "missing", f"add {key} = ... to [{where.split('[')[0]}]")
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        elif float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            want = " or ".join(_typename_of(k) for k in kinds)
+            self.fail(f"{where}.{key}", f"expected {want}, got {_typename(value)} {_short(value)}", f"set it to a {want}")
+            return default
+        return value
+
+    def strings(self, data: dict, key: str, where: str, default: tuple = (), required: bool = False) -> tuple:
+        value = self.get(data, key, where, (list, str), None, required)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            value = [value]
+        if not all(isinstance(v, str) for v in value):
+            self.fail(f"{where}.{key}", "expected a list of strings", f'write it as {key} = ["..."]')
+            return default
+        return tuple(value)
+
+
+def _typename(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _typename_of(k: type) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}.get(
+        k, k.__name__
+    )
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return f"({text[:40]}…)" if len(text) > 40 else f"({text})"
+
+
+def _closest(key: str, allowed: dict[str, str]) -> str | None:
+    import difflib
+
+    hits = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    return hits[0] if hits else None
+
+
+_TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
+_PROJECT = {"id": "", "state_dir": "", "plans_dir": "", "location": ""}
+_CATALOG = {
+    "name": "",
+    "root": "",
+    "include": "",
+    "exclude": "",
+    "bucket": "",
+    "prefix": "",
+    "storage_class": "",
+    "follow_symlinks": "",
+}
+_LISTENER = {
+    "name": "",
+    "paths": "",
+    "format": "",
+    "topic": "",
+    "event_id_field": "",
+    "event_time_field": "",
+    "ordering_key_field": "",
+}
+_TRANSFER = {
+    "workers": "",
+    "batch_max_files": "",
+    "batch_max_bytes": "",
+    "bandwidth_limit": "",
+    "large_file_threshold": "",
+    "chunk_size": "",
+    "conflict_policy": "",
+    "retry_max_attempts": "",
+    "retry_initial_delay": "",
+    "retry_max_delay": "",
+    "retry_deadline": "",
+    "timeout": "",
+}
+_PUBSUB = {
+    "batch_max_messages": "",
+    "batch_max_bytes": "",
+    "events_per_second": "",
+    "max_in_flight_messages": "",
+    "publish_timeout": "",
+}
+_TARGETS = {
+    "location": "",
+    "versioning": "",
+    "soft_delete_days": "",
+    "message_retention_days": "",
+    "kms_key_name": "",
+    "labels": "",
+    "service_account_id": "",
+}
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--config beats MIGRATE_CONFIG beats ./migrate.toml."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("MIGRATE_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike | None = None, *, check_roots: bool = True) -> Config:
+    """Read and validate the whole file. Raises ConfigError listing every problem."""
+    cfg_path = config_path(path)
+    name = str(cfg_path)
+    try:
+        raw = cfg_path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{name}: config file not found",
+            "create it (see README 'Configuration'), or pass --config / set MIGRATE_CONFIG",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read config file ({exc.strerror})", "check the path and permissions") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not UTF-8 text", "save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: malformed TOML: {exc}", "fix the TOML syntax at that line") from None
+    return parse_config(data, cfg_path, check_roots=check_roots)
+
+
+def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Config:
+    c = _Checker(str(cfg_path))
+    base = cfg_path.parent if str(cfg_path.parent) else Path(".")
+    c.table(data, "(top level)", _TOP)
+
+    # [project]
+    proj = c.table(data.get("project", {}), "project", _PROJECT) if "project" in data else {}
+    if "project" not in data:
+        c.fail("project", "missing", 'add a [project] table with id = "your-gcp-project"')
+    pid = c.get(proj, "id", "project", str, "", required="project" in data)
+    if pid and not re.match(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", pid):
+        c.fail("project.id", f"{pid!r} is not a GCP project id", "use 6-30 lowercase letters, digits and hyphens")
+    project = ProjectConfig(
+        id=pid or "",
+        state_dir=_resolve(base, c.get(proj, "state_dir", "project", str, ".migrate")),
+        plans_dir=_resolve(base, c.get(proj, "plans_dir", "project", str, "plans")),
+        location=c.get(proj, "location", "project", str, "US"),
+    )
+
+    # [[catalog]]
+    catalog: list[CatalogSource] = []
+    names: set[str] = set()
+    items = data.get("catalog", [])
+    if not isinstance(items, list):
+        c.fail("catalog", "expected an array of tables", "write each source as [[catalog]]")
+        items = []
+    for i, item in enumerate(items):
+        where = f"catalog[{i}]"
+        t = c.table(item, where, _CATALOG)
+        nm = c.get(t, "name", where, str, f"catalog{i}", required=True)
+        where = f"catalog[{nm}]" if "name" in t and isinstance(t.get("name"), str) else where
+        _check_name(c, where, nm, names)
+        root_s = c.get(t, "root", where, str, None, required=True)
+        root = _resolve(base, root_s) if root_s else Path(".")
+        if root_s and check_roots and not root.is_dir():
+            what = "does not exist" if not root.exists() else "is not a directory"
+            c.fail(f"{where}.root", f"{str(root)!r} {what}", "point root at the directory to migrate (is the NFS share mounted?)")
+        bucket = c.get(t, "bucket", where, str, "", required=True)
+        if bucket and not _BUCKET.match(bucket):
+            c.fail(f"{where}.bucket", f"{bucket!r} is not a valid bucket name", "use 3-63 lowercase letters, digits, '-', '_' and '.'")
+        prefix = c.get(t, "prefix", where, str, "")
+        if prefix.startswith("/") or ".." in prefix.split("/") or "\n" in prefix or "\r" in prefix:
+            c.fail(f"{where}.prefix", f"{prefix!r} is not a safe object prefix", "use a relative prefix like 'audio/' without '..'")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        sc = c.get(t, "storage_class", where, str, "STANDARD").upper()
+        if sc not in STORAGE_CLASSES:
+            c.fail(f"{where}.storage_class", f"{sc!r} is not a storage class", f"use one of {', '.join(STORAGE_CLASSES)}")
+        catalog.append(
+            CatalogSource(
+                name=nm,
+                root=root,
+                bucket=bucket,
+                prefix=prefix,
+                include=c.strings(t, "include", where, ("**",)),
+                exclude=c.strings(t, "exclude", where, ()),
+                storage_class=sc,
+                follow_symlinks=c.get(t, "follow_symlinks", where, bool, False),
+            )
+        )
+
+    # [[listeners]]
+    listeners: list[ListenerSource] = []
+    items = data.get("listeners", [])
+    if not isinstance(items, list):
+        c.fail("listeners", "expected an array of tables", "write each source as [[listeners]]")
+        items = []
+    for i, item in enumerate(items):
+        where = f"listeners[{i}]"
+        t = c.table(item, where, _LISTENER)
+        nm = c.get(t, "name", where, str, f"listeners{i}", required=True)
+        where = f"listeners[{nm}]" if "name" in t and isinstance(t.get("name"), str) else where
+        _check_name(c, where, nm, names)
+        paths = c.strings(t, "paths", where, (), required=True)
+        fmt = c.get(t, "format", where, str, "jsonl")
+        if fmt not in FORMATS:
+            c.fail(f"{where}.format", f"{fmt!r} is not supported", "use 'jsonl' or 'csv'")
+        topic = c.get(t, "topic", where, str, "")
+        if "topic" not in t:
+            c.fail(f"{where}.topic", "missing: a listener needs a target topic", f'add topic = "{nm}-events" to this [[listeners]]')
+        elif topic and not _TOPIC.match(topic):
+            c.fail(f"{where}.topic", f"{topic!r} is not a valid topic id", "use 3-255 letters, digits, '-', '_', '.'; start with a letter")
+        listeners.append(
+            ListenerSource(
+                name=nm,
+                paths=tuple(str(_resolve(base, p)) for p in paths),
+                topic=topic,
+                format=fmt,
+                event_id_field=c.get(t, "event_id_field", where, str, None),
+                event_time_field=c.get(t, "event_time_field", where, str, None),
+                ordering_key_field=c.get(t, "ordering_key_field", where, str, None),
+            )
+        )
+    if not catalog and not listeners and "project" in data:
+        c.fail("catalog", "no sources configured", "add at least one [[catalog]] or [[listeners]] table")
+
+    transfer = _section(c, data, "transfer", _TRANSFER, TransferConfig, sizes=("batch_max_bytes", "large_file_threshold", "chunk_size"), rates=("bandwidth_limit",))
+    if transfer.conflict_policy not in CONFLICT_POLICIES:
+        c.fail("transfer.conflict_policy", f"{transfer.conflict_policy!r} is not a policy", "use skip, overwrite or fail")
+    pubsub = _section(c, data, "pubsub", _PUBSUB, PubSubConfig, sizes=("batch_max_bytes",))
+    if pubsub.batch_max_bytes > 10 * 1000**2:
+        c.fail("pubsub.batch_max_bytes", "over Pub/Sub's 10 MB request limit", "use at most 9MB")
+    if not 1 <= pubsub.batch_max_messages <= 1000:
+        c.fail("pubsub.batch_max_messages", "must be 1..1000", "Pub/Sub takes at most 1000 messages per request")
+    targets = _section(c, data, "targets", _TARGETS, TargetsConfig)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in targets.labels.items()):
+        c.fail("targets.labels", "expected a table of strings", 'write it as labels = { team = "data" }')
+
+    prices = dict(DEFAULT_PRICES)
+    if "prices" in data:
+        t = c.table(data["prices"], "prices", {k: "" for k in STORAGE_CLASSES})
+        for k in t:
+            if k in STORAGE_CLASSES:
+                prices[k] = float(c.get(t, k, "prices", float, prices[k]))
+
+    if c.problems:
+        raise ConfigError(c.problems)
+    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices)
+
+
+def _section(c: _Checker, data: dict, key: str, allowed: dict, cls: type, sizes=(), rates=()):
+    t = c.table(data.get(key, {}), key, allowed)
+    defaults = cls()
+    kwargs = {}
+    for k in t:
+        if k not in allowed:
+            continue
+        default = getattr(defaults, k)
+        if k in sizes or k in rates:
+            v = c.get(t, k, key, (str, int), default)
+            try:
+                kwargs[k] = parse_rate(v) if k in rates else parse_size(v)
+            except ValueError as exc:
+                c.fail(f"{key}.{k}", str(exc).split(";")[0], str(exc).split("; ")[-1])
+            continue
+        kind = type(default) if default is not None else str
+        if isinstance(default, float):
+            kind = float
+        v = c.get(t, k, key, kind, default)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(v, (int, float)):
+            if v < 0 or (k in ("workers", "batch_max_files", "retry_max_attempts") and v < 1):
+                c.fail(f"{key}.{k}", f"{v} is out of range", "use a positive number")
+                continue
+            v = kind(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def _check_name(c: _Checker, where: str, nm: str, names: set[str]) -> None:
+    if not _NAME.match(nm):
+        c.fail(f"{where}.name", f"{nm!r} is not a valid source name", "use lowercase letters, digits, '-' and '_'")
+    if nm in names:
+        c.fail(f"{where}.name", f"duplicate source name {nm!r}", "give every [[catalog]] and [[listeners]] a unique name")
+    names.add(nm)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p)

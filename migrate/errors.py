@@ -1,0 +1,66 @@
+"""Domain errors. Each carries a one-line message that names the thing and the fix.
+
+The CLI maps them to exit codes; core code raises them and never prints.
+"""
+
+from __future__ import annotations
+
+
+class MigrateError(Exception):
+    """Base for every error an operator can cause or fix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def one_line(self) -> str:
+        text = self.message.replace("\n", " ")
+        if self.fix:
+            text += f" (fix: {self.fix})"
+        return text
+
+
+class UsageError(MigrateError):
+    exit_code = 2
+
+
+class ConfigError(MigrateError):
+    """The config file is malformed or names things that do not exist."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str, fix: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems), fix)
+
+    def lines(self) -> list[str]:
+        return self.problems
+
+
+class NotLandedError(UsageError):
+    """A command whose capability is not built yet."""
+
+
+class PlanError(MigrateError):
+    """A plan file is tampered with, stale, or drifted from the inventory."""
+
+    exit_code = 2
+
+
+class SourceError(MigrateError):
+    """An on-prem source cannot be read."""
+
+
+class TargetError(MigrateError):
+    """A GCS bucket or Pub/Sub topic is missing, unreachable or not writable."""
+
+
+class TransferFailed(MigrateError):
+    """A run finished with failed items; it is resumable."""
+
+
+class VerificationFailed(MigrateError):
+    """Verification found differences."""

@@ -1,0 +1,1 @@
+"""Turn the inventory into a reviewable plan: diff, batches, reports, Terraform variables."""

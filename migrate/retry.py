@@ -1,0 +1,108 @@
+"""One retry policy for GCS and Pub/Sub: an explicit classifier plus tenacity.
+
+Retried: HTTP 408, 429, 5xx, gRPC UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED/ABORTED/
+INTERNAL, connection resets and timeouts. Everything else fails fast.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+from migrate.config import TransferConfig
+
+T = TypeVar("T")
+
+RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+_RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "UNKNOWN"})
+
+
+def http_status(exc: BaseException) -> int | None:
+    for attr in ("code", "status_code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    return value if isinstance(value, int) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The classifier. True means: transient, back off and try again."""
+    try:
+        import requests
+    except ImportError:  # pragma: no cover
+        requests = None  # type: ignore[assignment]
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
+        return True
+    if requests is not None and isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    if isinstance(exc, gexc.RetryError):
+        return True
+    if isinstance(exc, gexc.GoogleAPICallError):
+        grpc_code = getattr(exc, "grpc_status_code", None)
+        if grpc_code is not None and getattr(grpc_code, "name", "") in _RETRYABLE_GRPC:
+            return True
+        status = http_status(exc)
+        return status is not None and (status in RETRYABLE_HTTP or 500 <= status < 600)
+    try:
+        import urllib3.exceptions as u3
+
+        if isinstance(exc, (u3.ProtocolError, u3.ReadTimeoutError, u3.NewConnectionError)):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    status = http_status(exc)
+    if status is not None:
+        return status in RETRYABLE_HTTP or 500 <= status < 600
+    # http.client.RemoteDisconnected, IncompleteRead and friends
+    import http.client
+
+    return isinstance(exc, (http.client.RemoteDisconnected, http.client.IncompleteRead))
+
+
+def retrying(
+    cfg: TransferConfig,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+    *,
+    sleep: Callable[[float], None] | None = None,
+) -> tenacity.Retrying:
+    """A tenacity.Retrying with the shared classifier, exponential backoff, jitter and a cap.
+
+    on_retry(exc, attempt) is called before each sleep; callers count retries in the ledger.
+    """
+
+    def _before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            on_retry(state.outcome.exception(), state.attempt_number)
+
+    kwargs = {}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_retryable),
+        wait=tenacity.wait_random_exponential(multiplier=cfg.retry_initial_delay, max=cfg.retry_max_delay),
+        stop=tenacity.stop_after_attempt(cfg.retry_max_attempts) | tenacity.stop_after_delay(cfg.retry_deadline),
+        before_sleep=_before_sleep,
+        reraise=True,
+        **kwargs,
+    )
+
+
+def call_with_retry(fn: Callable[[], T], cfg: TransferConfig, on_retry=None) -> T:
+    return retrying(cfg, on_retry)(fn)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of an error, without tokens or headers."""
+    status = http_status(exc)
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    msg = msg[:300]
+    if status is not None and str(status) not in msg:
+        return f"HTTP {status}: {msg}"
+    return f"{type(exc).__name__}: {msg}"

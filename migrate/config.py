@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ DEFAULT_CONFIG = "migrate.toml"
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 FORMATS = ("jsonl", "csv")
+LIFECYCLE_ACTIONS = ("Delete", "SetStorageClass")
 DEFAULT_PRICES = {"STANDARD": 0.020, "NEARLINE": 0.010, "COLDLINE": 0.004, "ARCHIVE": 0.0012}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
@@ -85,6 +86,16 @@ class PubSubConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleRule:
+    """One bucket lifecycle rule from [[targets.lifecycle_rules]]; `buckets` empty = every target bucket."""
+
+    action: str
+    age_days: int
+    storage_class: str | None = None
+    buckets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TargetsConfig:
     """Settings of the target resources that terraform/ (or emulator provisioning) creates."""
 
@@ -95,6 +106,7 @@ class TargetsConfig:
     kms_key_name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     service_account_id: str = "migrate-transfer"
+    lifecycle_rules: tuple[LifecycleRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,7 +269,9 @@ _TARGETS = {
     "kms_key_name": "",
     "labels": "",
     "service_account_id": "",
+    "lifecycle_rules": "",
 }
+_LIFECYCLE = {"action": "", "age_days": "", "storage_class": "", "buckets": ""}
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -393,7 +407,18 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
         c.fail("pubsub.batch_max_bytes", "over Pub/Sub's 10 MB request limit", "use at most 9MB")
     if not 1 <= pubsub.batch_max_messages <= 1000:
         c.fail("pubsub.batch_max_messages", "must be 1..1000", "Pub/Sub takes at most 1000 messages per request")
+    raw_targets = data.get("targets", {})
+    raw_rules = raw_targets.get("lifecycle_rules", []) if isinstance(raw_targets, dict) else []
+    if isinstance(raw_targets, dict) and "lifecycle_rules" in raw_targets:
+        data = {**data, "targets": {k: v for k, v in raw_targets.items() if k != "lifecycle_rules"}}
     targets = _section(c, data, "targets", _TARGETS, TargetsConfig)
+    targets = replace(targets, lifecycle_rules=_lifecycle_rules(c, raw_rules))
+    known_buckets = {src.bucket for src in catalog}
+    for i, rule in enumerate(targets.lifecycle_rules):
+        for b in rule.buckets:
+            if b not in known_buckets:
+                fix = "name a bucket of a [[catalog]] source, or drop buckets to apply the rule to all"
+                c.fail(f"targets.lifecycle_rules[{i}].buckets", f"{b!r} is not a target bucket", fix)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in targets.labels.items()):
         c.fail("targets.labels", "expected a table of strings", 'write it as labels = { team = "data" }')
 
@@ -435,6 +460,35 @@ def _section(c: _Checker, data: dict, key: str, allowed: dict, cls: type, sizes=
             v = kind(v)
         kwargs[k] = v
     return cls(**kwargs)
+
+
+def _lifecycle_rules(c: _Checker, items: Any) -> tuple[LifecycleRule, ...]:
+    if not isinstance(items, list):
+        fix = "write each rule as [[targets.lifecycle_rules]]"
+        c.fail("targets.lifecycle_rules", "expected an array of tables", fix)
+        return ()
+    rules = []
+    for i, item in enumerate(items):
+        where = f"targets.lifecycle_rules[{i}]"
+        t = c.table(item, where, _LIFECYCLE)
+        action = c.get(t, "action", where, str, "", required=True)
+        if action and action not in LIFECYCLE_ACTIONS:
+            fix = f"use one of {', '.join(LIFECYCLE_ACTIONS)}"
+            c.fail(f"{where}.action", f"{action!r} is not a lifecycle action", fix)
+        age = c.get(t, "age_days", where, int, 0, required=True)
+        if age < 0:
+            c.fail(f"{where}.age_days", f"{age} is out of range", "use a number of days >= 0")
+        sc = c.get(t, "storage_class", where, str, None)
+        sc = sc.upper() if sc else None
+        if action == "SetStorageClass" and sc not in STORAGE_CLASSES:
+            fix = f"use one of {', '.join(STORAGE_CLASSES)}"
+            c.fail(f"{where}.storage_class", f"{sc!r} is not a storage class", fix)
+        if action == "Delete" and sc is not None:
+            fix = 'remove it, or use action = "SetStorageClass"'
+            c.fail(f"{where}.storage_class", "not used by a Delete rule", fix)
+        buckets = c.strings(t, "buckets", where)
+        rules.append(LifecycleRule(action, age, sc if action == "SetStorageClass" else None, buckets))
+    return tuple(rules)
 
 
 def _check_name(c: _Checker, where: str, nm: str, names: set[str]) -> None:

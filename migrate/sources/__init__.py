@@ -1,0 +1,1 @@
+"""On-prem sources: catalog trees and listener logs."""

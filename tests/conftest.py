@@ -1,0 +1,167 @@
+"""Shared fixtures: real emulators (fake-gcs-server, the Pub/Sub emulator), fresh targets, configs, estates.
+
+The emulators start once per session on free ports under a tmp dir and stop at session end.
+Each test gets its own bucket / topic names, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrate import clients, names
+from migrate.emulators import Emulators, local_emulators
+
+PROJECT = "test-project"
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A name valid as a bucket, topic and source name: lowercase, starts with a letter."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# --- emulators and clients ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+    """Both emulators; STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST set for the whole session.
+
+    Attributes: .gcs (url), .gcs_root (filesystem backend root), .pubsub (host:port), .project,
+    and .gcs_server / .pubsub_server (GcsEmulator / PubSubEmulator, for kill/restart/freeze/thaw).
+    """
+    with local_emulators(tmp_path_factory.mktemp("emulators"), project=PROJECT) as emus:
+        yield emus
+
+
+@pytest.fixture(scope="session")
+def gcs_client(emulators: Emulators):
+    return clients.gcs_client(emulators.project)
+
+
+@pytest.fixture
+def bucket(gcs_client) -> str:
+    """A freshly created, empty bucket; its name is unique to this test."""
+    name = unique_name("b")
+    gcs_client.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def topic(emulators: Emulators) -> str:
+    """A freshly created topic id, with its verification subscription already attached."""
+    topic_id = unique_name("topic")
+    publisher = clients.publisher_client()
+    subscriber = clients.subscriber_client()
+    try:
+        topic_path = publisher.topic_path(emulators.project, topic_id)
+        publisher.create_topic(name=topic_path)
+        sub_path = subscriber.subscription_path(emulators.project, names.verification_subscription(topic_id))
+        subscriber.create_subscription(name=sub_path, topic=topic_path)
+    finally:
+        subscriber.close()
+        publisher.transport.close()
+    return topic_id
+
+
+# --- configs -----------------------------------------------------------------------------------
+
+
+def _toml_string(s: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes; TOML also wants DEL escaped.
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
+def _toml_key(k: str) -> str:
+    return k if k and all(c.isalnum() or c in "-_" for c in k) else _toml_string(k)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, (str, Path)):
+        return _toml_string(str(v))
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None)
+        return "{ " + inner + " }" if inner else "{}"
+    raise TypeError(f"cannot render {type(v).__name__} as TOML")
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def _render_table(path: list[str], table: dict, out: list[str]) -> None:
+    simple = {k: v for k, v in table.items() if v is not None and not isinstance(v, dict) and not _is_table_array(v)}
+    for k, v in simple.items():
+        out.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out.append("")
+            out.append("[" + ".".join(_toml_key(p) for p in [*path, k]) + "]")
+            _render_table([*path, k], v, out)
+        elif _is_table_array(v):
+            for item in v:
+                out.append("")
+                out.append("[[" + ".".join(_toml_key(p) for p in [*path, k]) + "]]")
+                _render_table([*path, k], item, out)
+
+
+def render_toml(doc: dict) -> str:
+    """Render a dict as TOML: dicts become [tables], lists of dicts [[arrays of tables]]; None is left out."""
+    out: list[str] = []
+    _render_table([], doc, out)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """callable(**sections) -> Path of tmp_path/migrate.toml.
+
+    Sections are rendered as TOML: write_config(catalog=[{...}], listeners=[{...}], transfer={...}).
+    Without `project`, it defaults to id "test-project" with state_dir/plans_dir inside tmp_path.
+    `_filename` picks another file name in tmp_path.
+    """
+
+    def write(_filename: str = "migrate.toml", **sections: Any) -> Path:
+        doc: dict[str, Any] = {}
+        if "project" not in sections:
+            doc["project"] = {
+                "id": PROJECT,
+                "state_dir": str(tmp_path / ".migrate"),
+                "plans_dir": str(tmp_path / "plans"),
+            }
+        doc.update(sections)
+        path = tmp_path / _filename
+        path.write_text(render_toml(doc), encoding="utf-8")
+        return path
+
+    return write
+
+
+# --- sample data center ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def estate(tmp_path: Path):
+    """A small generated data center (migrate.datagen) with ground truth; bucket/topic names unique per test."""
+    from migrate import datagen
+
+    tag = unique_name("t")
+    return datagen.generate(tmp_path / "dc", scale=0.05, project=PROJECT, bucket_prefix=tag, topic_prefix=tag)

@@ -31,3 +31,36 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], 
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
     console.print(t)
+
+
+class _Spinner:
+    """A transient status line fed by progress Events (used by scans that have no known total)."""
+
+    def __init__(self, title: str, enabled: bool) -> None:
+        self.title = title
+        self.enabled = enabled and console.is_terminal
+        self.count = 0
+        self._status = None
+
+    def __enter__(self):
+        if self.enabled:
+            self._status = console.status(self.title)
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+    def __call__(self, event) -> None:
+        if self._status is None:
+            return
+        if event.kind == "file":
+            self.count += event.n or 1
+            self._status.update(f"{self.title}: {self.count:,} entries")
+        elif event.kind == "phase":
+            self._status.update(f"{self.title}: {event.name}")
+
+
+def status_spinner(title: str, *, enabled: bool = True) -> _Spinner:
+    return _Spinner(title, enabled)

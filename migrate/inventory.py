@@ -1,0 +1,372 @@
+"""Inventory: walk the catalog trees and listener logs into the ledger.
+
+Streams in batches: memory does not grow with the number of files. A file whose
+(size, mtime_ns, inode) is unchanged keeps its recorded CRC32C and is not re-hashed
+(the same cache dvc keeps in its state database).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from migrate.config import CatalogSource, Config, ListenerSource
+from migrate.hashing import crc32c_of_file
+from migrate.ledger import now, transaction
+from migrate.progress import Event, Reporter, null_reporter
+from migrate.sources.tree import Entry, WalkStats, walk
+
+BATCH = 2000
+EXAMPLES = 10
+HASH_THREADS = 4
+SIZE_BUCKETS = [
+    ("< 4 KiB", 4 * 1024),
+    ("4 KiB – 1 MiB", 1024**2),
+    ("1 – 16 MiB", 16 * 1024**2),
+    ("16 – 256 MiB", 256 * 1024**2),
+    ("256 MiB – 4 GiB", 4 * 1024**3),
+    (">= 4 GiB", None),
+]
+
+
+@dataclass
+class CatalogReport:
+    name: str
+    root: str
+    bucket: str
+    files: int = 0
+    bytes: int = 0
+    symlinks: int = 0
+    anomalies: int = 0
+    excluded: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    rehashed: int = 0
+    unhashed: int = 0
+    anomaly_examples: list[dict] = field(default_factory=list)
+    added_examples: list[str] = field(default_factory=list)
+    changed_examples: list[str] = field(default_factory=list)
+    removed_examples: list[str] = field(default_factory=list)
+    size_distribution: list[dict] = field(default_factory=list)
+    largest: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ListenerReport:
+    name: str
+    topic: str
+    files: int = 0
+    bytes: int = 0
+    events: int = 0
+    event_bytes: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    min_time: str | None = None
+    max_time: str | None = None
+    rescanned: int = 0
+    removed: int = 0
+    anomalies: list[dict] = field(default_factory=list)
+    malformed_examples: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class InventoryReport:
+    snapshot_id: int
+    hashed: bool
+    seconds: float
+    catalog: list[CatalogReport]
+    listeners: list[ListenerReport]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def anomalies(self) -> int:
+        return sum(c.anomalies for c in self.catalog) + sum(len(lr.anomalies) for lr in self.listeners)
+
+
+def run_inventory(
+    cfg: Config,
+    conn: sqlite3.Connection,
+    *,
+    hash: bool = False,
+    report: Reporter = null_reporter,
+    sources: Iterable[str] | None = None,
+) -> InventoryReport:
+    """Scan every configured source (or the named ones) into a new ledger snapshot."""
+    wanted = set(sources) if sources else None
+    started = time.monotonic()
+    with transaction(conn):
+        cur = conn.execute(
+            "INSERT INTO snapshots(started_at, config_digest, hashed) VALUES(?,?,?)", (now(), cfg.digest(), int(hash))
+        )
+        snap = int(cur.lastrowid)
+    catalog = [
+        _inventory_tree(conn, src, snap, hash, report) for src in cfg.catalog if wanted is None or src.name in wanted
+    ]
+    listeners = [
+        _inventory_logs(conn, src, snap, report) for src in cfg.listeners if wanted is None or src.name in wanted
+    ]
+    result = InventoryReport(snap, hash, round(time.monotonic() - started, 3), catalog, listeners)
+    with transaction(conn):
+        if wanted is not None:
+            # sources not scanned this time keep their rows: carry them into this snapshot
+            for src in cfg.catalog:
+                if src.name not in wanted:
+                    conn.execute("UPDATE files SET seen=? WHERE source=?", (snap, src.name))
+            for lsrc in cfg.listeners:
+                if lsrc.name not in wanted:
+                    conn.execute("UPDATE event_files SET seen=? WHERE source=?", (snap, lsrc.name))
+        conn.execute(
+            "UPDATE snapshots SET finished_at=?, summary=? WHERE id=?",
+            (now(), json.dumps(result.to_dict(), default=str), snap),
+        )
+    report(Event("finish", data=result.to_dict()))
+    return result
+
+
+# --- catalog trees -------------------------------------------------------------------------------
+
+
+def _inventory_tree(
+    conn: sqlite3.Connection, src: CatalogSource, snap: int, hash: bool, report: Reporter
+) -> CatalogReport:
+    rep = CatalogReport(src.name, str(src.root), src.bucket)
+    stats = WalkStats()
+    report(Event("phase", name=f"scanning {src.name}"))
+    pool = ThreadPoolExecutor(HASH_THREADS) if hash else None
+    try:
+        batch: list[Entry] = []
+        for entry in walk(src, stats):
+            batch.append(entry)
+            if len(batch) >= BATCH:
+                _apply_batch(conn, src.name, snap, batch, pool, rep, report)
+                batch = []
+        if batch:
+            _apply_batch(conn, src.name, snap, batch, pool, rep, report)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    rep.excluded = stats.excluded
+    with transaction(conn):
+        for row in conn.execute(
+            "SELECT relpath FROM files WHERE source=? AND seen<? AND kind='file' ORDER BY relpath LIMIT ?",
+            (src.name, snap, EXAMPLES),
+        ):
+            rep.removed_examples.append(row[0])
+        rep.removed = conn.execute(
+            "SELECT COUNT(*) FROM files WHERE source=? AND seen<? AND kind='file'", (src.name, snap)
+        ).fetchone()[0]
+        conn.execute("DELETE FROM files WHERE source=? AND seen<?", (src.name, snap))
+    _summarise_tree(conn, src.name, rep)
+    return rep
+
+
+def _apply_batch(
+    conn: sqlite3.Connection,
+    source: str,
+    snap: int,
+    batch: list[Entry],
+    pool: ThreadPoolExecutor | None,
+    rep: CatalogReport,
+    report: Reporter,
+) -> None:
+    known: dict[str, sqlite3.Row] = {}
+    rels = [e.relpath for e in batch]
+    for i in range(0, len(rels), 500):
+        chunk = rels[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            "SELECT relpath, kind, size, mtime_ns, inode, crc32c, changed FROM files"
+            f" WHERE source=? AND relpath IN ({marks})",
+            (source, *chunk),
+        ):
+            known[row["relpath"]] = row
+    rows: list[tuple] = []
+    to_hash: list[int] = []
+    for entry in batch:
+        old = known.get(entry.relpath)
+        crc = None
+        changed_at = snap
+        if entry.kind == "file":
+            same = (
+                old is not None
+                and old["kind"] == "file"
+                and (old["size"], old["mtime_ns"], old["inode"]) == (entry.size, entry.mtime_ns, entry.inode)
+            )
+            if old is None:
+                rep.added += 1
+                if len(rep.added_examples) < EXAMPLES:
+                    rep.added_examples.append(entry.relpath)
+            elif not same:
+                rep.changed += 1
+                if len(rep.changed_examples) < EXAMPLES:
+                    rep.changed_examples.append(entry.relpath)
+            if same:
+                crc = old["crc32c"]
+                changed_at = old["changed"]
+            if pool is not None and crc is None:
+                to_hash.append(len(rows))
+        elif entry.kind == "symlink":
+            rep.symlinks += 1
+        else:
+            rep.anomalies += 1
+            if len(rep.anomaly_examples) < EXAMPLES:
+                rep.anomaly_examples.append({"relpath": entry.relpath, "reason": entry.reason})
+        rows.append(
+            [
+                source,
+                entry.relpath,
+                entry.kind,
+                entry.size,
+                entry.mtime_ns,
+                entry.inode,
+                crc,
+                entry.reason,
+                snap,
+                changed_at,
+            ]
+        )
+    if pool is not None and to_hash:
+        results = pool.map(lambda i: _hash(batch[i].path), to_hash)
+        for i, (crc, error) in zip(to_hash, results, strict=True):
+            if error is None:
+                rows[i][6] = crc
+                rep.rehashed += 1
+            else:
+                rows[i][2], rows[i][7] = "anomaly", error
+                rep.anomalies += 1
+                if len(rep.anomaly_examples) < EXAMPLES:
+                    rep.anomaly_examples.append({"relpath": rows[i][1], "reason": error})
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO files(source, relpath, kind, size, mtime_ns, inode, crc32c, reason, seen, changed)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(source, relpath) DO UPDATE SET kind=excluded.kind,"
+            " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, crc32c=excluded.crc32c,"
+            " reason=excluded.reason, seen=excluded.seen, changed=excluded.changed",
+            rows,
+        )
+    report(Event("file", name=source, n=len(batch)))
+
+
+def _hash(path: bytes) -> tuple[str | None, str | None]:
+    try:
+        crc, _ = crc32c_of_file(path)
+        return crc, None
+    except OSError as exc:
+        return None, f"file cannot be read: {exc.strerror or exc}"
+
+
+def _summarise_tree(conn: sqlite3.Connection, source: str, rep: CatalogReport) -> None:
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), SUM(crc32c IS NULL) FROM files WHERE source=? AND kind='file'",
+        (source,),
+    ).fetchone()
+    rep.files, rep.bytes, rep.unhashed = row[0], row[1], row[2] or 0
+    lower = 0
+    for label, upper in SIZE_BUCKETS:
+        sql = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE source=? AND kind='file' AND size>=?"
+        args: list = [source, lower]
+        if upper is not None:
+            sql += " AND size<?"
+            args.append(upper)
+        n, total = conn.execute(sql, args).fetchone()
+        rep.size_distribution.append({"range": label, "files": n, "bytes": total})
+        lower = upper or lower
+    for r in conn.execute(
+        "SELECT relpath, size FROM files WHERE source=? AND kind='file' ORDER BY size DESC, relpath LIMIT 5", (source,)
+    ):
+        rep.largest.append({"relpath": r[0], "size": r[1]})
+
+
+# --- listener logs -------------------------------------------------------------------------------
+
+
+def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, report: Reporter) -> ListenerReport:
+    from migrate.sources.eventlog import expand_paths, scan_file
+
+    rep = ListenerReport(src.name, src.topic)
+    report(Event("phase", name=f"scanning {src.name}"))
+    for path in expand_paths(src):
+        try:
+            st = os.stat(path)
+            ident = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            ident = None
+        old = conn.execute(
+            "SELECT size, mtime_ns, inode, status FROM event_files WHERE source=? AND path=?", (src.name, path)
+        ).fetchone()
+        if ident is not None and old is not None and tuple(old[:3]) == ident and old["status"] == "ok":
+            with transaction(conn):
+                conn.execute("UPDATE event_files SET seen=? WHERE source=? AND path=?", (snap, src.name, path))
+            continue
+        scan = scan_file(path, src)
+        rep.rescanned += 1
+        status = "anomaly" if scan.anomaly else "ok"
+        with transaction(conn):
+            conn.execute("DELETE FROM bad_lines WHERE source=? AND path=?", (src.name, path))
+            conn.executemany(
+                "INSERT OR REPLACE INTO bad_lines(source, path, line, offset, reason) VALUES(?,?,?,?,?)",
+                [(src.name, path, line, off, reason) for line, off, reason in scan.bad_lines],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO event_files(source, path, size, mtime_ns, inode, events, malformed, oversized,"
+                " event_bytes, min_time, max_time, id_digest, status, reason, seen, changed)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    src.name,
+                    path,
+                    scan.size,
+                    scan.mtime_ns,
+                    scan.inode,
+                    scan.events,
+                    scan.malformed,
+                    scan.oversized,
+                    scan.event_bytes,
+                    scan.min_time,
+                    scan.max_time,
+                    scan.digest.hex,
+                    status,
+                    scan.anomaly,
+                    snap,
+                    snap,
+                ),
+            )
+        report(Event("file", name=path))
+    with transaction(conn):
+        rep.removed = conn.execute(
+            "SELECT COUNT(*) FROM event_files WHERE source=? AND seen<?", (src.name, snap)
+        ).fetchone()[0]
+        conn.execute(
+            "DELETE FROM bad_lines WHERE source=? AND path IN (SELECT path FROM event_files WHERE source=? AND seen<?)",
+            (src.name, src.name, snap),
+        )
+        conn.execute("DELETE FROM event_files WHERE source=? AND seen<?", (src.name, snap))
+    _summarise_logs(conn, src.name, rep)
+    return rep
+
+
+def _summarise_logs(conn: sqlite3.Connection, source: str, rep: ListenerReport) -> None:
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size),0), COALESCE(SUM(events),0), COALESCE(SUM(event_bytes),0),"
+        " COALESCE(SUM(malformed),0), COALESCE(SUM(oversized),0), MIN(min_time), MAX(max_time)"
+        " FROM event_files WHERE source=?",
+        (source,),
+    ).fetchone()
+    (rep.files, rep.bytes, rep.events, rep.event_bytes, rep.malformed, rep.oversized, rep.min_time, rep.max_time) = (
+        tuple(row)
+    )
+    for r in conn.execute(
+        "SELECT path, reason FROM event_files WHERE source=? AND status='anomaly' ORDER BY path", (source,)
+    ):
+        rep.anomalies.append({"path": r[0], "reason": r[1]})
+    for r in conn.execute(
+        "SELECT path, line, reason FROM bad_lines WHERE source=? ORDER BY path, line LIMIT ?", (source, EXAMPLES)
+    ):
+        rep.malformed_examples.append({"path": r[0], "line": r[1], "reason": r[2]})

@@ -179,7 +179,9 @@ class _Checker:
             ok = isinstance(value, kinds)
         if not ok:
             want = " or ".join(_typename_of(k) for k in kinds)
-            self.fail(f"{where}.{key}", f"expected {want}, got {_typename(value)} {_short(value)}", f"set it to a {want}")
+            self.fail(
+                f"{where}.{key}", f"expected {want}, got {_typename(value)} {_short(value)}", f"set it to a {want}"
+            )
             return default
         return value
 
@@ -293,7 +295,9 @@ def load_config(path: str | os.PathLike | None = None, *, check_roots: bool = Tr
             "create it (see README 'Configuration'), or pass --config / set MIGRATE_CONFIG",
         ) from None
     except OSError as exc:
-        raise ConfigError(f"{name}: cannot read config file ({exc.strerror})", "check the path and permissions") from None
+        raise ConfigError(
+            f"{name}: cannot read config file ({exc.strerror})", "check the path and permissions"
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -339,18 +343,32 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
         root = _resolve(base, root_s) if root_s else Path(".")
         if root_s and check_roots and not root.is_dir():
             what = "does not exist" if not root.exists() else "is not a directory"
-            c.fail(f"{where}.root", f"{str(root)!r} {what}", "point root at the directory to migrate (is the NFS share mounted?)")
+            c.fail(
+                f"{where}.root",
+                f"{str(root)!r} {what}",
+                "point root at the directory to migrate (is the NFS share mounted?)",
+            )
         bucket = c.get(t, "bucket", where, str, "", required=True)
         if bucket and not _BUCKET.match(bucket):
-            c.fail(f"{where}.bucket", f"{bucket!r} is not a valid bucket name", "use 3-63 lowercase letters, digits, '-', '_' and '.'")
+            c.fail(
+                f"{where}.bucket",
+                f"{bucket!r} is not a valid bucket name",
+                "use 3-63 lowercase letters, digits, '-', '_' and '.'",
+            )
         prefix = c.get(t, "prefix", where, str, "")
         if prefix.startswith("/") or ".." in prefix.split("/") or "\n" in prefix or "\r" in prefix:
-            c.fail(f"{where}.prefix", f"{prefix!r} is not a safe object prefix", "use a relative prefix like 'audio/' without '..'")
+            c.fail(
+                f"{where}.prefix",
+                f"{prefix!r} is not a safe object prefix",
+                "use a relative prefix like 'audio/' without '..'",
+            )
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         sc = c.get(t, "storage_class", where, str, "STANDARD").upper()
         if sc not in STORAGE_CLASSES:
-            c.fail(f"{where}.storage_class", f"{sc!r} is not a storage class", f"use one of {', '.join(STORAGE_CLASSES)}")
+            c.fail(
+                f"{where}.storage_class", f"{sc!r} is not a storage class", f"use one of {', '.join(STORAGE_CLASSES)}"
+            )
         catalog.append(
             CatalogSource(
                 name=nm,
@@ -382,9 +400,17 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
             c.fail(f"{where}.format", f"{fmt!r} is not supported", "use 'jsonl' or 'csv'")
         topic = c.get(t, "topic", where, str, "")
         if "topic" not in t:
-            c.fail(f"{where}.topic", "missing: a listener needs a target topic", f'add topic = "{nm}-events" to this [[listeners]]')
+            c.fail(
+                f"{where}.topic",
+                "missing: a listener needs a target topic",
+                f'add topic = "{nm}-events" to this [[listeners]]',
+            )
         elif topic and not _TOPIC.match(topic):
-            c.fail(f"{where}.topic", f"{topic!r} is not a valid topic id", "use 3-255 letters, digits, '-', '_', '.'; start with a letter")
+            c.fail(
+                f"{where}.topic",
+                f"{topic!r} is not a valid topic id",
+                "use 3-255 letters, digits, '-', '_', '.'; start with a letter",
+            )
         listeners.append(
             ListenerSource(
                 name=nm,
@@ -399,9 +425,19 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     if not catalog and not listeners and "project" in data:
         c.fail("catalog", "no sources configured", "add at least one [[catalog]] or [[listeners]] table")
 
-    transfer = _section(c, data, "transfer", _TRANSFER, TransferConfig, sizes=("batch_max_bytes", "large_file_threshold", "chunk_size"), rates=("bandwidth_limit",))
+    transfer = _section(
+        c,
+        data,
+        "transfer",
+        _TRANSFER,
+        TransferConfig,
+        sizes=("batch_max_bytes", "large_file_threshold", "chunk_size"),
+        rates=("bandwidth_limit",),
+    )
     if transfer.conflict_policy not in CONFLICT_POLICIES:
-        c.fail("transfer.conflict_policy", f"{transfer.conflict_policy!r} is not a policy", "use skip, overwrite or fail")
+        c.fail(
+            "transfer.conflict_policy", f"{transfer.conflict_policy!r} is not a policy", "use skip, overwrite or fail"
+        )
     pubsub = _section(c, data, "pubsub", _PUBSUB, PubSubConfig, sizes=("batch_max_bytes",))
     if pubsub.batch_max_bytes > 10 * 1000**2:
         c.fail("pubsub.batch_max_bytes", "over Pub/Sub's 10 MB request limit", "use at most 9MB")
@@ -495,7 +531,9 @@ def _check_name(c: _Checker, where: str, nm: str, names: set[str]) -> None:
     if not _NAME.match(nm):
         c.fail(f"{where}.name", f"{nm!r} is not a valid source name", "use lowercase letters, digits, '-' and '_'")
     if nm in names:
-        c.fail(f"{where}.name", f"duplicate source name {nm!r}", "give every [[catalog]] and [[listeners]] a unique name")
+        c.fail(
+            f"{where}.name", f"duplicate source name {nm!r}", "give every [[catalog]] and [[listeners]] a unique name"
+        )
     names.add(nm)
 
 

@@ -187,7 +187,9 @@ def connect(state_dir: Path | str, *, create: bool = True) -> sqlite3.Connection
         state_dir.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
-        raise LedgerError(f"cannot open ledger {path}: {exc}", "check project.state_dir is a writable directory") from None
+        raise LedgerError(
+            f"cannot open ledger {path}: {exc}", "check project.state_dir is a writable directory"
+        ) from None
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -204,7 +206,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
     elif int(row[0]) > SCHEMA_VERSION:
         raise LedgerError(
-            f"ledger schema {row[0]} is newer than this migrate ({SCHEMA_VERSION})", "upgrade migrate to the version that wrote it"
+            f"ledger schema {row[0]} is newer than this migrate ({SCHEMA_VERSION})",
+            "upgrade migrate to the version that wrote it",
         )
 
 

@@ -17,7 +17,9 @@ from migrate.config import TransferConfig
 T = TypeVar("T")
 
 RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
-_RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "UNKNOWN"})
+_RETRYABLE_GRPC = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "UNKNOWN"}
+)
 
 
 def http_status(exc: BaseException) -> int | None:

@@ -137,7 +137,9 @@ def load_plan(path: str | Path) -> Plan:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError:
-        raise PlanError(f"manifest {mpath} of plan {path} is missing", "keep the manifest next to the plan file") from None
+        raise PlanError(
+            f"manifest {mpath} of plan {path} is missing", "keep the manifest next to the plan file"
+        ) from None
     if digest.hexdigest() != doc["manifest"]["sha256"]:
         raise PlanError(
             f"manifest {mpath} was modified after planning (sha256 differs from plan {plan.plan_id})",

@@ -12,6 +12,8 @@ Shape (see docs/ARCHITECTURE.md, "tfvars"):
     labels              map(string)                 managed-by = "migrate" plus [targets] labels
     kms_key_name        string or null              CMEK key for the buckets
     service_account_id  string
+    allow_object_delete bool                        true only for [transfer] conflict_policy = "overwrite"
+                                                    (overwriting an object needs storage.objects.delete)
     buckets             map(object) keyed by bucket name:
         storage_class               STANDARD | NEARLINE | COLDLINE | ARCHIVE
         versioning                  bool
@@ -89,6 +91,7 @@ def build_tfvars(cfg: Config, buckets: Iterable[str], topics: Iterable[str]) -> 
         "labels": dict(sorted(labels.items())),
         "kms_key_name": t.kms_key_name or None,
         "service_account_id": t.service_account_id,
+        "allow_object_delete": cfg.transfer.conflict_policy == "overwrite",
         "buckets": {
             b: {
                 "storage_class": classes.get(b, DEFAULT_STORAGE_CLASS),

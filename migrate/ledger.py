@@ -15,6 +15,7 @@ Tables and who writes them:
   offsets       per event file watermark: bytes acknowledged          (run)
   runs          one row per `migrate run`                             (run)
   event_ids     hashed event ids seen by verify, per plan and source  (verify)
+  verify_messages Pub/Sub message ids verify has counted, per topic   (verify)
 """
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ CREATE TABLE IF NOT EXISTS event_ids(
   seen     INTEGER NOT NULL DEFAULT 0,     -- times received by verify
   expected INTEGER NOT NULL DEFAULT 0,     -- times present in the source logs
   PRIMARY KEY(plan_id, source, id_hash)
+) WITHOUT ROWID;
+
+-- a redelivered message (same message id) is not counted twice in event_ids.seen
+CREATE TABLE IF NOT EXISTS verify_messages(
+  topic      TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  PRIMARY KEY(topic, message_id)
 ) WITHOUT ROWID;
 """
 

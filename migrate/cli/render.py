@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def error(line: str) -> None:
-    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def warn(line: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def info(line: str) -> None:
@@ -29,7 +31,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], 
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left", overflow="fold")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(Text("" if v is None else str(v)) for v in row))  # cells are data (file names), never markup
     console.print(t)
 
 

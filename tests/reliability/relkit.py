@@ -9,6 +9,7 @@ tracebacks are what a person sees.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import signal
@@ -296,3 +297,118 @@ def build_hostile_estate(root: Path, *, bucket: str, topic: str, csv_topic: str)
         csv_bad=3,
         truncated_log=truncated,
     )
+
+
+# --- a proxy that records every object write fake-gcs-server acknowledged --------------------------
+
+
+class _Replay:
+    """An upstream response whose (small) body was read to inspect it, replayed to the proxy."""
+
+    def __init__(self, resp, body: bytes) -> None:
+        self.status, self.reason = resp.status, resp.reason
+        self._headers = [(k, v) for k, v in resp.getheaders() if k.lower() != "transfer-encoding"]
+        self._headers = [(k, v) for k, v in self._headers if k.lower() != "content-length"]
+        self._headers.append(("Content-Length", str(len(body))))
+        self._body = io.BytesIO(body)
+
+    def getheader(self, name: str, default=None):
+        for k, v in self._headers:
+            if k.lower() == name.lower():
+                return v
+        return default
+
+    def getheaders(self):
+        return list(self._headers)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._body.read(n)
+
+
+def write_recording_proxy(upstream: str, **kwargs):
+    """A tests/faultproxy.FaultProxy (rate 0 unless given) that also records, per (bucket, object),
+    every generation the server created: `proxy.writes[(bucket, name)] -> list of generations`.
+
+    A write counts when the server answered it, whether or not the client heard the answer (a
+    stalled response still created the object), so more than one generation means an overwrite.
+    """
+    from faultproxy import FaultProxy, _Handler
+
+    class Handler(_Handler):
+        def _forward(self):
+            resp, conn = super()._forward()
+            if self.command in ("POST", "PUT") and 200 <= resp.status < 300:
+                body = resp.read()
+                self.proxy.record_write(body)
+                return _Replay(resp, body), conn
+            return resp, conn
+
+    class RecordingProxy(FaultProxy):
+        def __init__(self, *a, **kw) -> None:
+            kw.setdefault("rate", 0.0)
+            super().__init__(*a, **kw)
+            self._server.RequestHandlerClass = Handler
+            self.writes: dict[tuple[str, str], list[str]] = {}
+
+        def record_write(self, body: bytes) -> None:
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                return
+            if isinstance(doc, dict) and doc.get("kind") == "storage#object" and "generation" in doc:
+                with self._lock:
+                    self.writes.setdefault((doc["bucket"], doc["name"]), []).append(str(doc["generation"]))
+
+    return RecordingProxy(upstream, **kwargs)
+
+
+# --- draining a topic through an audit subscription of the test's own --------------------------------
+
+
+def create_audit_subscription(project: str, topic: str, name: str) -> str:
+    from migrate import clients
+
+    sub = clients.subscriber_client()
+    try:
+        path = sub.subscription_path(project, name)
+        sub.create_subscription(name=path, topic=f"projects/{project}/topics/{topic}", ack_deadline_seconds=60)
+        return path
+    finally:
+        sub.close()
+
+
+def drain(subscription_path: str, *, idle_rounds: int = 3, max_seconds: float = 120.0) -> list[dict]:
+    """Pull and ack everything: [{'data': bytes, 'attributes': dict, 'message_id': str}]."""
+    import time
+
+    from google.api_core import exceptions as gexc
+
+    from migrate import clients
+
+    sub = clients.subscriber_client()
+    out: list[dict] = []
+    idle = 0
+    deadline = time.monotonic() + max_seconds
+    try:
+        while idle < idle_rounds and time.monotonic() < deadline:
+            try:
+                resp = sub.pull(subscription=subscription_path, max_messages=1000, timeout=5)
+            except gexc.DeadlineExceeded:
+                resp = None
+            msgs = resp.received_messages if resp else []
+            if not msgs:
+                idle += 1
+                continue
+            idle = 0
+            for m in msgs:
+                out.append(
+                    {
+                        "data": bytes(m.message.data),
+                        "attributes": dict(m.message.attributes),
+                        "message_id": m.message.message_id,
+                    }
+                )
+            sub.acknowledge(subscription=subscription_path, ack_ids=[m.ack_id for m in msgs])
+    finally:
+        sub.close()
+    return out

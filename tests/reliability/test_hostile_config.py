@@ -45,7 +45,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def cmd_args(command: str, cfg: Path) -> list[str]:
-    extra = {"plan": ["--name", "p1"], "run": ["--plan", "p1"], "verify": ["--plan", "p1"]}.get(command, [])
+    extra = {"plan": ["--name", "p1"], "run": ["p1"], "verify": ["p1"]}.get(command, [])
     return [command, "--config", str(cfg), *extra]
 
 

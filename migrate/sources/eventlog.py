@@ -54,7 +54,10 @@ MAX_ORDERING_KEY = 1024
 # Longest line kept in memory; longer lines are oversized and their raw bytes truncated to this.
 MAX_LINE_KEEP = 12 * 1000 * 1000
 
-_CANON_TIME = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z$")
+_CANON_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z")
+# The C scanner behind json.loads, without its two whitespace regex passes per call.
+_scan_once = json.JSONDecoder().scan_once
+_JSON_WS = " \t\r\n"
 _ATTR_KEYS = ("event_id", "event_time", "source", "plan_id", "listener")
 
 
@@ -164,13 +167,15 @@ def normalize_time(value: object) -> str | None:
 
     Already-canonical UTC strings ('...Z') are kept as they are, sub-second digits included.
     """
+    if type(value) is str and _CANON_TIME.fullmatch(value):
+        return value
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
         text = value.strip()
         if not text:
             return None
-        if _CANON_TIME.match(text.encode()):
+        if _CANON_TIME.fullmatch(text):
             return text
         try:
             number = float(text)
@@ -434,6 +439,7 @@ class _Parser:
         self.id_field = lst.event_id_field
         self.time_field = lst.event_time_field
         self.key_field = lst.ordering_key_field
+        self.missing_id = f"missing event_id field {self.id_field!r}"
         self.base_overhead = REQUEST_OVERHEAD + PLAN_ID_LEN + len(lst.name.encode()) + sum(len(k) for k in _ATTR_KEYS)
 
     def too_long(self, line: int, offset: int, end: int, raw: bytes) -> Record:
@@ -447,31 +453,32 @@ class _Parser:
         )
 
     def finish(self, line: int, offset: int, end: int, raw: bytes, data: bytes, obj: dict) -> Record:
-        rec = Record(line, offset, end, data)
         if self.id_field:
-            value = obj.get(self.id_field)
-            if value is None or value == "":
-                return self.bad(rec, raw, f"missing event_id field {self.id_field!r}")
-            rec.event_id = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            event_id = obj.get(self.id_field)
+            if event_id is None or event_id == "":
+                return Record(line, offset, end, raw, None, None, None, self.missing_id, "malformed")
+            if type(event_id) is not str:
+                event_id = json.dumps(event_id, separators=(",", ":"), ensure_ascii=False)
         else:
-            rec.event_id = derived_event_id(self.listener, self.identity, offset)
-        if self.time_field:
-            rec.event_time = normalize_time(obj.get(self.time_field))
+            event_id = derived_event_id(self.listener, self.identity, offset)
+        event_time = normalize_time(obj.get(self.time_field)) if self.time_field else None
+        key = None
         if self.key_field:
             key = obj.get(self.key_field)
-            if key is not None and key != "":
-                rec.ordering_key = key if isinstance(key, str) else json.dumps(key, separators=(",", ":"))
-        id_len = len(rec.event_id.encode("utf-8", "surrogatepass"))
-        if id_len > MAX_ATTRIBUTE_VALUE:
-            return self.over(
-                rec, raw, f"event_id is {id_len} bytes; Pub/Sub attribute values allow {MAX_ATTRIBUTE_VALUE}"
-            )
-        key_len = len(rec.ordering_key.encode("utf-8", "surrogatepass")) if rec.ordering_key else 0
-        if key_len > MAX_ORDERING_KEY:
-            return self.over(rec, raw, f"ordering key is {key_len} bytes; Pub/Sub allows {MAX_ORDERING_KEY}")
-        size = len(data) + self.base_overhead + id_len + key_len + len(rec.event_time or "") + 8 + MAX_ATTRIBUTE_VALUE
-        if size > MAX_REQUEST_BYTES:
-            return self.over(rec, raw, f"event of {len(data)} bytes is over Pub/Sub's 10 MB message limit")
+            if key == "":
+                key = None
+            elif key is not None and type(key) is not str:
+                key = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+        rec = Record(line, offset, end, data, event_id, event_time, key)
+        if not event_id.isascii() or len(event_id) > 256 or (key is not None and (len(key) > 256 or not key.isascii())):
+            problem = _attribute_problem(event_id, key)
+            if problem:
+                return self.over(rec, raw, problem)
+        if len(data) > MAX_REQUEST_BYTES - 64 * 1024:
+            size = len(data) + self.base_overhead + 2 * MAX_ATTRIBUTE_VALUE + len(event_time or "") + 8
+            size += len(event_id.encode("utf-8")) + len(key.encode("utf-8") if key else b"")
+            if size > MAX_REQUEST_BYTES:
+                return self.over(rec, raw, f"event of {len(data)} bytes is over Pub/Sub's 10 MB message limit")
         return rec
 
     @staticmethod
@@ -500,19 +507,18 @@ class _JsonParser(_Parser):
             data = data[3:]
         if not data or data.isspace():
             return None
-        text, err = self.decode(data)
-        if err:
-            return Record(line_no, offset, end, raw, error=err, error_kind="malformed")
         try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            reason = (
-                f"malformed JSON: {exc.msg} at column {exc.colno}"
-                if isinstance(exc, json.JSONDecodeError)
-                else "malformed JSON"
-            )
-            return Record(line_no, offset, end, raw, error=reason, error_kind="malformed")
-        if not isinstance(obj, dict):
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Record(line_no, offset, end, raw, error=f"invalid UTF-8 at byte {exc.start}", error_kind="malformed")
+        try:
+            start = 0 if text[0] not in _JSON_WS else len(text) - len(text.lstrip(_JSON_WS))
+            obj, stop = _scan_once(text, start)
+            if stop != len(text) and not text[stop:].isspace():
+                raise ValueError
+        except (StopIteration, ValueError, RecursionError):
+            return Record(line_no, offset, end, raw, error=_json_problem(text), error_kind="malformed")
+        if type(obj) is not dict:
             return Record(
                 line_no, offset, end, raw, error=f"not a JSON object ({type(obj).__name__})", error_kind="malformed"
             )
@@ -564,6 +570,29 @@ class _CsvParser(_Parser):
         obj = dict(zip(self.columns, row, strict=True))
         data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return self.finish(line_no, offset, end, raw, data, obj)
+
+
+def _json_problem(text: str) -> str:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"malformed JSON: {exc.msg} at column {exc.colno}"
+    except (ValueError, RecursionError):
+        pass
+    return "malformed JSON"
+
+
+def _attribute_problem(event_id: str, key: str | None) -> str | None:
+    for what, value, limit in (("event_id", event_id, MAX_ATTRIBUTE_VALUE), ("ordering key", key, MAX_ORDERING_KEY)):
+        if value is None:
+            continue
+        try:
+            n = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            return f"{what} is not valid Unicode (lone surrogate)"
+        if n > limit:
+            return f"{what} is {n} bytes; Pub/Sub allows {limit}"
+    return None
 
 
 # --- scan ------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of migrate against rclone, gcloud storage and raw floors: `python -m bench`."""

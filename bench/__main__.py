@@ -1,0 +1,101 @@
+"""python -m bench: run the side-by-side benchmarks and write bench/results/<date>.md and .json.
+
+    python -m bench                    # the full run (S1-S6, 3 rounds; S6 once)
+    python -m bench --quick            # every scenario at tiny size, 1 round: a smoke test
+    python -m bench --scenarios S2,S4 --rounds 1 --scale 0.1
+
+Exit 0 when every run finished and its destination verified; 1 otherwise (a tool that is missing,
+failed, or copied nothing or only part of the data); 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench.peers import PeerMissing, ensure_rclone, gcloud
+from bench.runner import REPO, Session, Settings
+
+ALL = ["S1", "S2", "S3", "S4", "S5", "S6"]
+
+
+def parse_args(argv: list[str]) -> Settings:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: checks only that every tool works")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds of S1-S5 (default 3; quick: 1)")
+    ap.add_argument("--s6-rounds", type=int, default=1, help="rounds of S6 (default 1)")
+    ap.add_argument("--scenarios", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--scale", type=float, default=1.0, help="scale the full sizes (development only)")
+    ap.add_argument("--work", type=Path, default=REPO / "bench" / ".work", help="cached data and run directories")
+    ap.add_argument("--out", type=Path, default=None, help="where results go (default bench/results)")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds before one tool run is killed")
+    ap.add_argument("--raw-threads", type=int, default=16, help="threads of the raw floor uploader")
+    ap.add_argument("--migrate-workers", type=int, default=None, help="override migrate's [transfer] workers")
+    ap.add_argument("--migrate-hash", action="store_true", help="run `migrate inventory --hash` before planning")
+    ap.add_argument("--keep", action="store_true", help="keep emulator data and state directories of every run")
+    a = ap.parse_args(argv)
+    scenarios = [x.strip().upper() for x in a.scenarios.split(",") if x.strip()]
+    bad = [x for x in scenarios if x not in ALL]
+    if bad:
+        ap.error(f"unknown scenario(s) {', '.join(bad)}; choose from {', '.join(ALL)}")
+    if a.scale <= 0:
+        ap.error("--scale must be positive")
+    rounds = a.rounds if a.rounds is not None else (1 if a.quick else 3)
+    if rounds < 1 or a.s6_rounds < 1:
+        ap.error("rounds must be at least 1")
+    out = a.out or (a.work / "quick-results" if a.quick else REPO / "bench" / "results")
+    return Settings(
+        quick=a.quick,
+        rounds=rounds,
+        s6_rounds=a.s6_rounds,
+        seed=a.seed,
+        scenarios=scenarios,
+        work=a.work.resolve(),
+        out=out.resolve(),
+        timeout=a.timeout or (300.0 if a.quick else 1800.0),
+        raw_threads=a.raw_threads,
+        migrate_workers=a.migrate_workers,
+        migrate_hash=a.migrate_hash,
+        scale=a.scale,
+        keep=a.keep,
+        command=shlex.join(["python", "-m", "bench", *argv]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.report import machine_info, write
+    from bench.scenarios import Scenarios
+
+    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    session = Session(settings)
+    session.log(f"bench: {settings.command}; runs under {session.run_dir}")
+    for name, find in (("rclone", ensure_rclone), ("gcloud", gcloud)):
+        try:
+            session.log(f"{name}: {find()}")
+        except PeerMissing as exc:
+            session.log(f"{name}: MISSING ({exc}); its runs will fail")
+    sc = Scenarios(session)
+    wanted = settings.scenarios
+    for sid in ("S1", "S2", "S3"):
+        if sid in wanted or (sid == "S1" and "S5" in wanted):
+            sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted)
+    if "S4" in wanted:
+        sc.events_scenario()
+    if "S6" in wanted:
+        sc.inventory_scenario()
+    md, js, text, all_ok = write(session, machine_info())
+    print()
+    print(text)
+    session.log(f"results: {md} and {js}")
+    if not all_ok:
+        failed = sum(1 for r in session.results if not r.ok)
+        session.log(f"FAILED: {failed} of {len(session.results)} runs did not finish or did not verify")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

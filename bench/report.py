@@ -1,0 +1,244 @@
+"""Medians, ratios to migrate, the targets from the issues, and the Markdown/JSON result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from bench import peers
+from bench.runner import Result, Session
+
+GROUPS = [
+    ("S1", "Mixed catalog: 200 audio files of 1-5 MiB + 2,000 metadata files < 2 KiB (~600 MiB)", "migrate run"),
+    ("S2", "20,000 small files of 1-4 KiB", "migrate run"),
+    ("S3", "Two 256 MiB files", "migrate run"),
+    ("S4", "1,000,000 listener events (~170 B each) in 10 gzipped JSONL files into Pub/Sub", "migrate run"),
+    ("S5-verify", "Verify the S1 destination", "migrate verify"),
+    ("S5-noop", "No-op re-run of S1 (everything already there)", "migrate run"),
+    ("S6", "Inventory of 1,000,000 tiny files", "migrate inventory"),
+]
+THROUGHPUT = {"S1": ("MiB_per_s", "MiB/s"), "S2": ("files_per_s", "files/s"), "S3": ("MiB_per_s", "MiB/s")}
+THROUGHPUT["S4"] = ("events_per_s", "events/s")
+# (scenario, peer, minimum peer-time / migrate-time, what the issue asks)
+TARGETS = [
+    ("S1", "rclone copy --transfers 8", 1.0, "issue 4: mixed catalog wall time at most rclone's"),
+    ("S1", "gcloud storage rsync -r", 2.0, "issue 4: mixed catalog wall time at most half of gcloud storage rsync"),
+    ("S2", "rclone copy --transfers 8", 1.0, "issue 4: small files, files/s at least rclone's"),
+    ("S3", "rclone copy --transfers 8", 1.0, "issue 4: large files, throughput at least rclone's"),
+    ("S4", "PublisherClient loop", 3.0, "issue 5: at least 3x the events/s of a default PublisherClient loop"),
+    ("S5-verify", "rclone check", 1.0, "issue 6: verify the mixed catalog no slower than rclone check"),
+]
+RSS_LIMIT = 300 * 1000**2  # issue 2: inventory of 1,000,000 files under 300 MB peak RSS
+
+
+def machine_info() -> dict:
+    mem = 0
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from migrate import __version__ as migrate_version
+    except Exception:
+        migrate_version = "unknown"
+    try:
+        rclone = peers.version([peers.ensure_rclone(install=False), "version"])
+    except peers.PeerMissing:
+        rclone = "missing"
+    try:
+        gcloud = peers.version([peers.gcloud(), "version", '--format=value("Google Cloud SDK")'])
+    except peers.PeerMissing:
+        gcloud = "missing"
+    return {
+        "cores": os.cpu_count(),
+        "memory_bytes": mem,
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "migrate": migrate_version,
+        "rclone": rclone,
+        "gcloud": gcloud,
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize(results: list[Result]) -> list[dict]:
+    """One row per (scenario, tool): medians over the rounds that finished and verified."""
+    rows: dict[tuple[str, str], dict] = {}
+    for r in results:
+        row = rows.setdefault(
+            (r.scenario, r.tool), {"scenario": r.scenario, "tool": r.tool, "aux": r.aux, "runs": 0, "ok": 0, "_r": []}
+        )
+        row["runs"] += 1
+        if r.ok:
+            row["ok"] += 1
+            row["_r"].append(r)
+        else:
+            row.setdefault("errors", []).append(f"round {r.round}: {r.error}")
+    out = []
+    for row in rows.values():
+        ok = row.pop("_r")
+        row["wall"] = _median([r.wall for r in ok])
+        row["cpu"] = _median([r.cpu for r in ok])
+        row["peak_rss"] = _median([r.peak_rss for r in ok])
+        keys = {k for r in ok for k in r.metrics if isinstance(r.metrics[k], int | float)}
+        row["metrics"] = {k: _median([r.metrics[k] for r in ok if k in r.metrics]) for k in sorted(keys)}
+        out.append(row)
+    for sid, _, base in GROUPS:
+        ref = next((r for r in out if r["scenario"] == sid and r["tool"] == base and r["wall"]), None)
+        for row in out:
+            if row["scenario"] == sid and not row["aux"]:
+                row["time_vs_migrate"] = round(row["wall"] / ref["wall"], 2) if ref and row["wall"] else None
+    return out
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    found = []
+    baseline = {sid: base for sid, _, base in GROUPS}
+    for sid, peer, need, what in TARGETS:
+        row = next((r for r in rows if r["scenario"] == sid and r["tool"] == peer), None)
+        base = next((r for r in rows if r["scenario"] == sid and r["tool"] == baseline[sid]), None)
+        if row is None or base is None:
+            continue
+        ratio = row.get("time_vs_migrate")
+        met = bool(ratio and ratio >= need)
+        found.append({"target": what, "scenario": sid, "peer": peer, "need": need, "ratio": ratio, "met": met})
+    inv = next((r for r in rows if r["scenario"] == "S6" and r["tool"] == "migrate inventory"), None)
+    if inv is not None:
+        rss = inv.get("peak_rss")
+        found.append(
+            {
+                "target": "issue 2: inventory of 1,000,000 files under 300 MB peak RSS",
+                "scenario": "S6",
+                "peak_rss": rss,
+                "met": bool(rss and rss < RSS_LIMIT),
+            }
+        )
+    return found
+
+
+def _fmt_s(v: float | None) -> str:
+    return "—" if v is None else (f"{v:.2f} s" if v < 100 else f"{v:.0f} s")
+
+
+def _fmt_rss(v: float | None) -> str:
+    return "—" if v is None else f"{v / 2**20:.0f} MiB"
+
+
+def _fmt_rate(v: float | None) -> str:
+    return "—" if v is None else (f"{v:,.1f}" if v < 100 else f"{v:,.0f}")
+
+
+def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict, finished: float) -> str:
+    s = session.s
+    mem = machine["memory_bytes"] / 2**30
+    lines = [
+        f"# Benchmarks {time.strftime('%Y-%m-%d')}" + (" (quick mode: smoke test, sizes are tiny)" if s.quick else ""),
+        "",
+        f"- machine: {machine['cores']} cores ({machine['cpu']}), {mem:.1f} GiB memory, Linux {machine['kernel']}",
+        f"- tools: migrate {machine['migrate']}, {machine['rclone']}, Google Cloud SDK {machine['gcloud']}, "
+        f"Python {machine['python']}",
+        f"- rounds: {s.rounds} (S6: {s.s6_rounds}), interleaved; seed {s.seed}"
+        + (f"; sizes scaled by {s.scale}" if s.scale != 1.0 else ""),
+        f"- reproduce: `{s.command}`",
+        f"- total bench time: {finished / 60:.1f} min",
+        "",
+        "Each run gets a fresh fake-gcs-server (filesystem backend) or Pub/Sub emulator, and counts only if the "
+        "destination then holds exactly the data (every object's size and CRC32C; every event once, by a digest "
+        "of the message data drained from a subscription created before the run). Figures are medians over the "
+        "rounds. CPU is user+sys of the tool's process tree (the emulator's own CPU is not counted); peak RSS is "
+        "that of the tool's process tree. `x migrate` is the tool's wall time divided by migrate's: above 1 means "
+        "migrate is faster.",
+        "",
+    ]
+    for sid, title, _ in GROUPS:
+        group = [r for r in rows if r["scenario"] == sid]
+        if not group:
+            continue
+        key, unit = THROUGHPUT.get(sid, (None, None))
+        head = ["tool", "ok", "wall", "CPU", "peak RSS"] + ([unit] if unit else []) + ["x migrate"]
+        lines += [f"## {sid}: {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in sorted(group, key=lambda r: r["aux"]):
+            cells = [
+                r["tool"] + (" (preparation)" if r["aux"] else ""),
+                f"{r['ok']}/{r['runs']}",
+                _fmt_s(r["wall"]),
+                _fmt_s(r["cpu"]),
+                _fmt_rss(r["peak_rss"]),
+            ]
+            if key:
+                cells.append("—" if r["aux"] else _fmt_rate(r["metrics"].get(key)))
+            ratio = r.get("time_vs_migrate")
+            cells.append("—" if r["aux"] or ratio is None else f"{ratio:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        if sid == "S4":
+            ceiling = next((r for r in group if r["tool"] == "raw publish ceiling"), None)
+            if ceiling and ceiling["metrics"].get("events_per_s_publish_phase"):
+                lines += [
+                    "",
+                    f"Raw ceiling, publish phase only (requests pre-built before the clock starts): "
+                    f"{_fmt_rate(ceiling['metrics']['events_per_s_publish_phase'])} events/s. "
+                    "The events/s column divides by each tool's whole wall time, process start included.",
+                ]
+        errors = [(r["tool"], e) for r in group for e in r.get("errors", [])]
+        if errors:
+            lines += ["", "Failed runs:", ""] + [f"- {tool}, {e}" for tool, e in errors]
+        lines.append("")
+    if tgts:
+        lines += ["## Targets from the issues", "", "| target | measured | met |", "|---|---|---|"]
+        for t in tgts:
+            if "ratio" in t:
+                got = "—" if t["ratio"] is None else f"{t['peer']} takes {t['ratio']:.2f}x migrate's time"
+                got += f" (needs >= {t['need']:.0f}x)" if t["need"] != 1.0 else " (needs >= 1x)"
+            else:
+                got = f"{_fmt_rss(t['peak_rss'])} peak RSS"
+            lines.append(f"| {t['target']} | {got} | {'yes' if t['met'] else '**no**'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(session: Session, machine: dict) -> tuple[Path, Path, str, bool]:
+    """Write <out>/<date>.md and .json; returns (md path, json path, markdown, every run ok)."""
+    s = session.s
+    finished = time.monotonic() - session.started
+    rows = summarize(session.results)
+    tgts = targets(rows)
+    text = markdown(session, rows, tgts, machine, finished)
+    s.out.mkdir(parents=True, exist_ok=True)
+    stem = time.strftime("%Y-%m-%d")
+    full = not s.quick and s.scale == 1.0 and set(s.scenarios) >= {"S1", "S2", "S3", "S4", "S5", "S6"}
+    if not full and not s.quick:
+        stem += "-partial"
+    md, js = s.out / f"{stem}.md", s.out / f"{stem}.json"
+    md.write_text(text + "\n", encoding="utf-8")
+    doc = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": s.command,
+        "machine": machine,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
+        "seconds": round(finished, 1),
+        "summary": rows,
+        "targets": tgts,
+        "runs": [r.to_dict() for r in session.results],
+    }
+    js.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return md, js, text, all(r.ok for r in session.results)

@@ -1,0 +1,327 @@
+"""The scenarios: S1-S3 object copies (with S5 verify and no-op re-runs riding on S1), S4 event
+replay, S6 inventory of a large tree. Each round runs the tools interleaved, each in a fresh emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import datasets, peers
+from bench.gcs import check_bucket, create_bucket
+from bench.measure import Measured
+from bench.migrate_side import inventory_files, plan_path, write_config
+from bench.pubsub import PROJECT, create_topic, drain
+from bench.runner import Result, Session
+
+BUCKET = "bench-target"
+PREFIX = "catalog/"
+TOPIC = "bench-plays"
+MiB = 1024 * 1024
+
+OBJECT_TOOLS = ["migrate", "rclone", "gcloud", "raw"]
+OBJECT_LABELS = {
+    "migrate": "migrate run",
+    "rclone": "rclone copy --transfers 8",
+    "gcloud": "gcloud storage rsync -r",
+    "raw": "raw floor",
+}
+EVENT_TOOLS = ["migrate", "loop", "raw"]
+EVENT_LABELS = {"migrate": "migrate run", "loop": "PublisherClient loop", "raw": "raw publish ceiling"}
+S6_LABELS = {"migrate": "migrate inventory", "find": "find -printf"}
+
+
+def sizes(quick: bool, scale: float = 1.0) -> dict:
+    if quick:
+        return {
+            "S1": dict(audio=6, audio_min=64 * 1024, audio_max=256 * 1024, meta=20, meta_max=2000),
+            "S2": dict(count=60, size_min=1024, size_max=4096),
+            "S3": dict(count=2, size=3 * MiB),
+            "S4": dict(events=3000, files=3),
+            "S6": dict(count=3000),
+        }
+
+    def n(x: int) -> int:
+        return max(1, int(x * scale))
+
+    return {
+        "S1": dict(audio=n(200), audio_min=1 * MiB, audio_max=5 * MiB, meta=n(2000), meta_max=2000),
+        "S2": dict(count=n(20_000), size_min=1024, size_max=4096),
+        "S3": dict(count=2, size=n(256 * MiB)),
+        "S4": dict(events=n(1_000_000), files=10),
+        "S6": dict(count=n(1_000_000)),
+    }
+
+
+def _bucket_check(endpoint: str, dataset: datasets.Dataset) -> Callable[[Measured], tuple]:
+    def check(_: Measured) -> tuple[bool, dict, dict, str | None]:
+        c = check_bucket(endpoint, BUCKET, PREFIX, dataset)
+        error = None if c.ok else f"destination does not hold the data: {c.summary()}"
+        return c.ok, c.to_dict(), {}, error
+
+    return check
+
+
+def _unchanged_check(endpoint: str, dataset: datasets.Dataset, before: dict[str, str]) -> Callable:
+    """A no-op re-run must leave the data in place and write no new generation of any object."""
+
+    def check(_: Measured) -> tuple[bool, dict, dict, str | None]:
+        c = check_bucket(endpoint, BUCKET, PREFIX, dataset)
+        rewritten = sum(1 for name, gen in c.generations.items() if before.get(name) != gen)
+        doc = c.to_dict() | {"rewritten": rewritten}
+        if not c.ok:
+            return False, doc, {}, f"destination no longer holds the data: {c.summary()}"
+        if rewritten:
+            return False, doc, {}, f"not a no-op: wrote {rewritten} objects again"
+        return True, doc, {}, None
+
+    return check
+
+
+class Scenarios:
+    def __init__(self, session: Session) -> None:
+        self.x = session
+        self.s = session.s
+        self.data_dir = self.s.work / "data"
+        self.size = sizes(self.s.quick, self.s.scale)
+        self.gcloud_dir = session.run_dir / "gcloud-config"
+
+    # --- datasets ------------------------------------------------------------------------------
+
+    def dataset(self, sid: str) -> datasets.Dataset:
+        p, seed = self.size[sid], self.s.seed
+        self.x.log(f"{sid}: preparing data {p}")
+        if sid == "S1":
+            return datasets.mixed_catalog(self.data_dir, seed=seed, **p)
+        if sid == "S2":
+            return datasets.small_files(self.data_dir, seed=seed, **p)
+        if sid == "S3":
+            return datasets.large_files(self.data_dir, seed=seed, **p)
+        if sid == "S4":
+            return datasets.event_logs(self.data_dir, seed=seed, **p)
+        if sid == "S6":
+            return datasets.inventory_tree(self.data_dir, seed=seed, **p)
+        raise ValueError(sid)
+
+    def _transfer(self) -> dict:
+        t: dict = {}
+        if self.s.migrate_workers:
+            t["workers"] = self.s.migrate_workers
+        if self.s.quick:
+            t["large_file_threshold"] = "1MiB"  # so the small quick files still exercise the large-file path
+        return t
+
+    # --- S1-S3 (+ S5) --------------------------------------------------------------------------
+
+    def object_scenario(self, sid: str, with_s5: bool) -> None:
+        ds = self.dataset(sid)
+        for rnd in range(1, self.s.rounds + 1):
+            for tool in OBJECT_TOOLS:
+                self._object_run(sid, ds, tool, rnd, with_s5)
+
+    def _object_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int, with_s5: bool) -> None:
+        from migrate.emulators import start_gcs
+
+        label = OBJECT_LABELS[tool]
+        wd = self.x.workdir(sid, rnd, tool)
+        try:
+            gcs = start_gcs(wd / "gcs", log_path=wd / "fake-gcs-server.log")
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"could not start fake-gcs-server: {exc}")
+            return
+        try:
+            create_bucket(gcs.url, BUCKET)
+            env = self.x.base_env(STORAGE_EMULATOR_HOST=gcs.url)
+            check = _bucket_check(gcs.url, ds)
+            if tool == "migrate":
+                res = self._migrate_copy(sid, ds, rnd, wd, env, check)
+            elif tool == "rclone":
+                conf = peers.rclone_config(wd / "rclone.conf", gcs.url)
+                argv = self._rclone_copy(conf, ds)
+                res = self.x.step(sid, label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+            elif tool == "gcloud":
+                res = self._gcloud_run(sid, label, rnd, ds, wd, gcs.url, env, check)
+            else:
+                argv = self.x.python(
+                    "-m", "bench.rawfloor", "--endpoint", gcs.url, "--bucket", BUCKET, "--prefix", PREFIX,
+                    "--threads", str(self.s.raw_threads), str(ds.root),
+                )  # fmt: skip
+                res = self.x.step(sid, label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+            if res.ok:
+                self._add_rates(res, ds)
+                if with_s5:
+                    self._s5_followups(tool, ds, rnd, wd, gcs.url, env)
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"harness error: {type(exc).__name__}: {exc}")
+        finally:
+            gcs.stop()
+            self.x.cleanup(wd / "gcs")
+
+    @staticmethod
+    def _add_rates(res: Result, ds: datasets.Dataset) -> None:
+        if res.wall:
+            res.metrics["MiB_per_s"] = round(ds.bytes / MiB / res.wall, 2)
+            res.metrics["files_per_s"] = round(ds.files / res.wall, 1)
+
+    def _rclone_copy(self, conf: Path, ds: datasets.Dataset) -> list[str]:
+        rclone = peers.ensure_rclone()
+        return [rclone, "--config", str(conf), "copy", "--transfers", "8", str(ds.root), f"emu:{BUCKET}/{PREFIX}"]
+
+    def _gcloud_argv(self, ds: datasets.Dataset) -> list[str]:
+        return [peers.gcloud(), "storage", "rsync", "-r", str(ds.root), f"gs://{BUCKET}/{PREFIX.rstrip('/')}"]
+
+    def _gcloud_run(self, sid, label, rnd, ds, wd, endpoint, env, check) -> Result:
+        cfg = peers.gcloud_config(self.gcloud_dir, endpoint)
+        env = env | peers.gcloud_env(cfg)
+        return self.x.step(sid, label, rnd, self._gcloud_argv(ds), env=env, log_dir=wd / "run", check=check)
+
+    def _migrate_prepare(self, sid: str, rnd: int, wd: Path, env: dict, cfg: Path, name: str) -> bool:
+        inv = ["inventory", "-c", str(cfg), "--json"] + (["--hash"] if self.s.migrate_hash else [])
+        argv = self.x.migrate(*inv)
+        r1 = self.x.step(sid, "migrate inventory", rnd, argv, env=env, log_dir=wd / "inventory", aux=True)
+        if not r1.ok:
+            return False
+        argv = self.x.migrate("plan", "-c", str(cfg), "--name", name, "--json")
+        r2 = self.x.step(sid, "migrate plan", rnd, argv, env=env, log_dir=wd / "plan", aux=True)
+        return r2.ok
+
+    def _migrate_copy(self, sid, ds, rnd, wd, env, check) -> Result:
+        cfg = write_config(
+            wd / "migrate.toml",
+            wd,
+            catalog={"name": "bench", "root": str(ds.root), "bucket": BUCKET, "prefix": PREFIX},
+            transfer=self._transfer(),
+        )
+        name = sid.lower()
+        if not self._migrate_prepare(sid, rnd, wd, env, cfg, name):
+            return self.x.fail(sid, "migrate run", rnd, "migrate inventory/plan failed (see the rows above)")
+        argv = self.x.migrate("run", "-c", str(cfg), str(plan_path(wd, name)), "--json")
+        return self.x.step(sid, "migrate run", rnd, argv, env=env, log_dir=wd / "run", check=check)
+
+    def _s5_followups(self, tool: str, ds: datasets.Dataset, rnd: int, wd: Path, endpoint: str, env: dict) -> None:
+        """On the destination a tool just filled: verify (migrate vs rclone check) and no-op re-runs."""
+        before = check_bucket(endpoint, BUCKET, PREFIX, ds).generations
+        same = _unchanged_check(endpoint, ds, before)
+        if tool == "migrate":
+            cfg, plan = wd / "migrate.toml", plan_path(wd, "s1")
+            conf = peers.rclone_config(wd / "rclone.conf", endpoint)
+            verify = self.x.migrate("verify", "-c", str(cfg), str(plan), "--json")
+            check = [peers.ensure_rclone(), "--config", str(conf), "check", str(ds.root), f"emu:{BUCKET}/{PREFIX}"]
+            steps = [("migrate verify", verify), ("rclone check", check)]
+            for label, argv in steps if rnd % 2 else steps[::-1]:  # alternate who goes first
+                self.x.step("S5-verify", label, rnd, argv, env=env, log_dir=wd / label.replace(" ", "-"), check=same)
+            argv = self.x.migrate("run", "-c", str(cfg), str(plan), "--json")
+            self.x.step("S5-noop", "migrate run", rnd, argv, env=env, log_dir=wd / "noop", check=same)
+        elif tool == "rclone":
+            argv = self._rclone_copy(wd / "rclone.conf", ds)
+            self.x.step("S5-noop", OBJECT_LABELS[tool], rnd, argv, env=env, log_dir=wd / "noop", check=same)
+        elif tool == "gcloud":
+            env = env | peers.gcloud_env(peers.gcloud_config(self.gcloud_dir, endpoint))
+            argv = self._gcloud_argv(ds)
+            self.x.step("S5-noop", OBJECT_LABELS[tool], rnd, argv, env=env, log_dir=wd / "noop", check=same)
+
+    # --- S4 ------------------------------------------------------------------------------------
+
+    def events_scenario(self) -> None:
+        ds = self.dataset("S4")
+        for rnd in range(1, self.s.rounds + 1):
+            for tool in EVENT_TOOLS:
+                self._events_run(ds, tool, rnd)
+
+    def _events_run(self, ds: datasets.Dataset, tool: str, rnd: int) -> None:
+        from migrate.emulators import start_pubsub
+        from migrate.names import verification_subscription
+
+        sid, label = "S4", EVENT_LABELS[tool]
+        wd = self.x.workdir(sid, rnd, tool)
+        try:
+            ps = start_pubsub(wd / "pubsub", project=PROJECT, log_path=wd / "pubsub-emulator.log")
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"could not start the Pub/Sub emulator: {exc}")
+            return
+        try:
+            sub = verification_subscription(TOPIC)
+            create_topic(ps.host, TOPIC, sub)
+            env = self.x.base_env(PUBSUB_EMULATOR_HOST=ps.host)
+            files = [str(p) for p in sorted((ds.root / "plays").glob("*.jsonl.gz"))]
+            expected, digest = int(ds.info["events"]), ds.info["digest"]
+
+            def check(m: Measured) -> tuple[bool, dict, dict, str | None]:
+                got = drain(ps.host, sub, expected)
+                doc = got.to_dict() | {"expected": expected, "expected_digest": digest}
+                metrics = {"events": expected, "events_per_s": round(expected / m.wall, 1)}
+                if tool == "raw":
+                    published = json.loads(m.stdout().strip().splitlines()[-1])
+                    metrics["publish_seconds"] = published["publish_seconds"]
+                    metrics["events_per_s_publish_phase"] = round(expected / published["publish_seconds"], 1)
+                if got.count != expected or got.digest != digest:
+                    why = f"subscription holds {got.count} messages (expected {expected})"
+                    if got.count == expected:
+                        why = "subscription holds the expected count but other data (digest differs)"
+                    return False, doc, metrics, why
+                return True, doc, metrics, None
+
+            if tool == "migrate":
+                cfg = write_config(
+                    wd / "migrate.toml",
+                    wd,
+                    listener={
+                        "name": "plays",
+                        "paths": [str(ds.root / "plays" / "*.jsonl.gz")],
+                        "format": "jsonl",
+                        "topic": TOPIC,
+                        "event_id_field": "event_id",
+                        "event_time_field": "ts",
+                    },
+                )
+                if not self._migrate_prepare(sid, rnd, wd, env, cfg, "s4"):
+                    self.x.fail(sid, label, rnd, "migrate inventory/plan failed (see the rows above)")
+                    return
+                argv = self.x.migrate("run", "-c", str(cfg), str(plan_path(wd, "s4")), "--json")
+            elif tool == "loop":
+                argv = self.x.python("-m", "bench.pubsub_loop", "--project", PROJECT, "--topic", TOPIC, *files)
+            else:
+                argv = self.x.python("-m", "bench.pubsub_raw", "--project", PROJECT, "--topic", TOPIC, *files)
+            self.x.step(sid, label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"harness error: {type(exc).__name__}: {exc}")
+        finally:
+            ps.stop()
+            self.x.cleanup(wd / "pubsub")
+
+    # --- S6 ------------------------------------------------------------------------------------
+
+    def inventory_scenario(self) -> None:
+        ds = self.dataset("S6")
+        expected_lines = ds.files + int(ds.info["dirs"])
+        for rnd in range(1, self.s.s6_rounds + 1):
+            for tool in ("migrate", "find"):
+                label = S6_LABELS[tool]
+                wd = self.x.workdir("S6", rnd, tool)
+                env = self.x.base_env()
+                try:
+                    if tool == "migrate":
+                        cfg = write_config(
+                            wd / "migrate.toml", wd, catalog={"name": "bench", "root": str(ds.root), "bucket": BUCKET}
+                        )
+
+                        def check(m: Measured) -> tuple[bool, dict, dict, str | None]:
+                            files = inventory_files(m.stdout())
+                            ok = files == ds.files
+                            return ok, {"files": files}, {}, None if ok else f"inventoried {files} of {ds.files}"
+
+                        argv = self.x.migrate("inventory", "-c", str(cfg), "--json")
+                    else:
+
+                        def check(m: Measured) -> tuple[bool, dict, dict, str | None]:
+                            with open(m.stdout_path, "rb") as fh:
+                                lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+                            ok = lines == expected_lines
+                            return ok, {"lines": lines}, {}, None if ok else f"listed {lines} of {expected_lines}"
+
+                        argv = ["find", str(ds.root), "-printf", "%s %T@ %i %p\n"]
+                    self.x.step("S6", label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+                except Exception as exc:
+                    self.x.fail("S6", label, rnd, f"harness error: {type(exc).__name__}: {exc}")
+                finally:
+                    self.x.cleanup(wd / "state", wd / "run" / "stdout.txt")

@@ -1,0 +1,44 @@
+"""`migrate plan` on the command line: JSON with the same numbers as the plan file, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from migrate.config import load_config
+from migrate.inventory import run_inventory
+from migrate.ledger import connect
+from migrate.planning.planfile import load_plan
+
+
+def _migrate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "migrate", *args], capture_output=True, text=True, env=dict(os.environ), check=False
+    )
+
+
+def test_cli_plan_json_matches_the_plan_file_and_tables_render(estate, emulators):
+    out = _migrate("plan", "--config", str(estate.config_path), "--name", "wave1")
+    assert out.returncode == 2
+    assert "run `migrate inventory` first" in out.stderr and "Traceback" not in out.stderr
+
+    cfg = load_config(estate.config_path)
+    run_inventory(cfg, connect(cfg.project.state_dir), hash=True)
+    out = _migrate("plan", "--config", str(estate.config_path), "--name", "wave1", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    plan = load_plan(doc["files"]["plan"])
+    assert doc["plan_id"] == plan.plan_id
+    assert doc["summary"] == plan.doc["summary"]
+    assert doc["summary"]["objects"]["files"] == estate.total_files
+    assert doc["targets"]["buckets"] == sorted(estate.buckets.values())
+
+    out = _migrate("plan", "--config", str(estate.config_path), "--name", "wave1")
+    assert out.returncode == 0, out.stderr
+    assert plan.plan_id in out.stdout and "objects to copy" in out.stdout and "skipped" in out.stdout
+    assert f"{estate.total_files:,}" in out.stdout
+
+    out = _migrate("plan", "--config", str(estate.config_path), "--name", "../escape")
+    assert out.returncode == 2 and "plan name" in out.stderr

@@ -1,0 +1,11 @@
+"""The pieces of `migrate verify`: object listing check, deep re-hash, event drain and compare, report files.
+
+`migrate.verify.verify_plan` wires them together; each module here does one thing:
+
+  model.py     the result dataclasses (what the JSON report contains)
+  problems.py  the line-per-problem listing (`+`/`*`/`-`/`!`/`=`), sorted on disk in SQLite
+  objects.py   list each bucket+prefix once into a TEMP table, join with the plan's items
+  deep.py      re-download a seeded sample and re-hash it (CRC32C)
+  events.py    drain the verification subscription, re-read the source logs, compare in SQL
+  report.py    write plans/<name>.verify.json and .verify.md
+"""

@@ -28,6 +28,11 @@ OBJECT_LABELS = {
 }
 EVENT_TOOLS = ["migrate", "loop", "raw"]
 EVENT_LABELS = {"migrate": "migrate run", "loop": "PublisherClient loop", "raw": "raw publish ceiling"}
+S5_ROWS = {
+    "migrate": [("S5-verify", "migrate verify"), ("S5-verify", "rclone check"), ("S5-noop", "migrate run")],
+    "rclone": [("S5-noop", OBJECT_LABELS["rclone"])],
+    "gcloud": [("S5-noop", OBJECT_LABELS["gcloud"])],
+}
 S6_LABELS = {"migrate": "migrate inventory", "find": "find -printf"}
 
 
@@ -151,6 +156,9 @@ class Scenarios:
                 self._add_rates(res, ds)
                 if with_s5:
                     self._s5_followups(tool, ds, rnd, wd, gcs.url, env)
+            elif with_s5:
+                for scenario, label_s5 in S5_ROWS.get(tool, []):
+                    self.x.fail(scenario, label_s5, rnd, f"not measured: {label} of S1 failed")
         except Exception as exc:
             self.x.fail(sid, label, rnd, f"harness error: {type(exc).__name__}: {exc}")
         finally:

@@ -412,3 +412,116 @@ def drain(subscription_path: str, *, idle_rounds: int = 3, max_seconds: float = 
     finally:
         sub.close()
     return out
+
+
+# --- a mixed estate (objects and events) sized so that a run takes several seconds ----------------
+
+
+@dataclass
+class MixedEstate:
+    root: Path
+    config: Path
+    plans: Path
+    ledger: str
+    truth: object  # migrate.datagen.Estate, with the large files added to its audio numbers
+    topic: str
+    buckets: list[str]
+
+    @property
+    def totals(self) -> dict:
+        t = self.truth
+        return {"bytes": t.total_bytes, "events": t.events() + t.malformed()}  # type: ignore[attr-defined]
+
+
+def mixed_estate(
+    tmp_path: Path,
+    gcs_client,
+    project: str,
+    *,
+    large_mib: tuple[int, ...] = (6, 6),
+    transfer: dict | None = None,
+    pubsub: dict | None = None,
+    seed: int = 7,
+    publisher=None,
+) -> MixedEstate:
+    """datagen at small scale plus a few large files; buckets, topic and verification subscription created.
+
+    `transfer` / `pubsub` override settings (TOML values as Python values).
+    """
+    import random
+    import uuid
+
+    from migrate import clients, datagen, names
+
+    tag = f"m{uuid.uuid4().hex[:10]}"
+    root = tmp_path / "dc"
+    est = datagen.generate(root, scale=0.05, seed=seed, project=project, bucket_prefix=tag, topic_prefix=tag)
+    rng = random.Random(seed)
+    for i, mib in enumerate(large_mib):
+        data = rng.randbytes(mib * 1024 * 1024)
+        path = root / "catalog" / "audio" / "_large" / f"big-{i}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        est.catalog["audio"].files += 1
+        est.catalog["audio"].bytes += len(data)
+    config = datagen.write_estate_config(root, project=project, buckets=est.buckets, topics=est.topics, workers=2)
+    settings = {
+        "transfer": {
+            "bandwidth_limit": "4MiB/s",
+            "large_file_threshold": "2MiB",
+            "chunk_size": "512KiB",
+            "retry_initial_delay": 0.05,
+            "retry_max_delay": 1.0,
+            "retry_deadline": 30,
+            "timeout": 10,
+            **(transfer or {}),
+        },
+        "pubsub": {"events_per_second": 120, "publish_timeout": 10, "batch_max_messages": 50, **(pubsub or {})},
+    }
+    text = config.read_text()
+    for key, value in settings["transfer"].items():
+        text = _set_key(text, key, value)
+    text += "\n[pubsub]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings["pubsub"].items())
+    config.write_text(text)
+    for b in est.buckets.values():
+        gcs_client.create_bucket(b)
+    topic = est.topics["plays"]
+    pub = publisher or clients.publisher_client()
+    sub = clients.subscriber_client()
+    try:
+        topic_path = pub.topic_path(project, topic)
+        pub.create_topic(name=topic_path)
+        sub.create_subscription(
+            name=sub.subscription_path(project, names.verification_subscription(topic)), topic=topic_path
+        )
+    finally:
+        sub.close()
+    return MixedEstate(
+        root=root,
+        config=config,
+        plans=root / "plans",
+        ledger=str(root / ".migrate" / "ledger.sqlite"),
+        truth=est,
+        topic=topic,
+        buckets=list(est.buckets.values()),
+    )
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))
+
+
+def _set_key(text: str, key: str, value: object) -> str:
+    """Set key in the [transfer] table of a datagen config (the file's last table)."""
+    import re
+
+    line = f"{key} = {_toml(value)}"
+    pattern = re.compile(rf"^{re.escape(key)} = .*$", re.M)
+    if pattern.search(text.split("[transfer]", 1)[1]):
+        head, tail = text.split("[transfer]", 1)
+        return head + "[transfer]" + pattern.sub(line, tail, count=1)
+    return text.rstrip("\n") + "\n" + line + "\n"

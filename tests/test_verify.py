@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from test_verify_helpers import build_world
 from typer.testing import CliRunner
 
 from migrate.cli import app
+from migrate.errors import PlanError
 from migrate.hashing import crc32c_of_bytes
 
 
@@ -145,3 +147,40 @@ def test_cli_exit_codes_and_json(tmp_path, write_config, gcs_client, bucket, mon
     tampered = runner.invoke(app, ["verify", str(w.plan.path), "--config", cfg])
     assert tampered.exit_code == 2 and "modified after planning" in tampered.stderr
     assert "Traceback" not in tampered.output
+
+
+def test_objects_the_plan_skipped_as_already_migrated_are_checked_not_extra(tmp_path, write_config, gcs_client, bucket):
+    b = gcs_client.bucket(bucket)
+    b.blob("audio/old/kept.ogg").upload_from_string(b"migrated by an earlier plan")
+    b.blob("audio/old/conflict.ogg").upload_from_string(b"someone else's bytes")
+    skipped = [
+        {
+            "kind": "object",
+            "source": "music",
+            "relpath": rel,
+            "bucket": bucket,
+            "object": f"audio/{rel}",
+            "size": size,
+            "reason": reason,
+            "entry": "file",
+            "detail": "",
+        }
+        for rel, size, reason in [
+            ("old/kept.ogg", 27, "already-migrated"),
+            ("old/gone.ogg", 5, "completed-earlier"),
+            ("old/conflict.ogg", 99, "conflict"),
+            ("old/link.ogg", 0, "symlink"),
+        ]
+    ]
+    w = _objects_world(tmp_path, write_config, gcs_client, bucket, n_objects=2, skipped=skipped)
+    rep = w.verify()
+    o = rep.objects
+    assert (o.planned, o.previously_migrated, o.matched, o.extra) == (2, 2, 3, 0)
+    assert (o.missing, o.conflict, o.crc32c_unknown) == (1, 1, 1)  # kept.ogg has no inventory CRC32C here
+    assert w.listing() == [f"! gs://{bucket}/audio/old/conflict.ogg", f"+ gs://{bucket}/audio/old/gone.ogg"]
+    assert any("compared by size only" in n for n in rep.notes)
+
+    skipped_file = w.plan.path.parent / "wave1.skipped.jsonl"
+    skipped_file.write_text(skipped_file.read_text().replace("conflict", "already-migrated"))
+    with pytest.raises(PlanError, match="modified after planning"):
+        w.verify()

@@ -7,6 +7,7 @@ attributes; the ledger's items marked done. Tests then break one thing and call 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from migrate import clients
 from migrate.config import Config, load_config
 from migrate.hashing import crc32c_of_bytes
 from migrate.ledger import connect
-from migrate.planning.planfile import Plan, register_items, write_plan
+from migrate.planning.planfile import Plan, canonical, register_items, write_plan
 from migrate.sources.eventlog import iter_records, scan_file, source_attribute
 from migrate.verification.events import DrainSettings
 from migrate.verify import VerifyReport, verify_plan
@@ -88,6 +89,7 @@ def build_world(
     n_events: int = 12,
     upload: bool = True,
     publish: bool = True,
+    skipped: list[dict] | None = None,
 ) -> World:
     root = tmp_path / "catalog"
     root.mkdir()
@@ -163,6 +165,16 @@ def build_world(
             }
         )
     header = {"snapshot_id": 1, "project": cfg.project.id, "config_digest": cfg.digest()}
+    if skipped is not None:
+        plans_dir = Path(cfg.project.plans_dir)
+        plans_dir.mkdir(parents=True, exist_ok=True)
+        body = b"".join(canonical(row) + b"\n" for row in skipped)
+        (plans_dir / "wave1.skipped.jsonl").write_bytes(body)
+        header["skipped"] = {
+            "file": "wave1.skipped.jsonl",
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "items": len(skipped),
+        }
     plan = write_plan(Path(cfg.project.plans_dir), "wave1", header, items)
 
     world = World(cfg, plan, bucket, topic, gcs_client, objects, log if topic else None)

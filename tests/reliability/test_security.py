@@ -152,3 +152,101 @@ def test_plan_objects_stay_under_the_prefix(tmp_path, nasty_tree, emulators, buc
         assert o["object"] == "audio/" + o["relpath"]
         assert Path(o["path"]).resolve().is_relative_to(nasty_tree.resolve()), o
     assert not any("secret" in o["object"] for o in objects)
+
+
+FAKE_KEY = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-fake-Zq7d1fQz\\n-----END PRIVATE KEY-----\\n"
+SECRET_ENV = {
+    "MIGRATE_FAKE_TOKEN": "ya29.fake-access-token-Zq7d1fQz",
+    "GCS_OAUTH_TOKEN": "Bearer fake-bearer-Zq7d1fQz",
+    "AWS_SECRET_ACCESS_KEY": "fake-aws-secret-Zq7d1fQz",
+}
+FORBIDDEN = [
+    "Authorization",
+    "Bearer ",
+    "ya29.",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "PRIVATE KEY",
+    "private_key",
+    "client_secret",
+    "Zq7d1fQz",  # any of the fake secrets above, or the key file's body
+]
+
+
+def _artifacts(*dirs: Path) -> list[Path]:
+    return sorted(p for d in dirs if d.exists() for p in d.rglob("*") if p.is_file())
+
+
+def _ledger_text(path: Path) -> str:
+    """Every text value stored in a SQLite ledger."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    out = []
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for t in tables:
+            for row in conn.execute(f'SELECT * FROM "{t}"'):
+                out.extend(str(v) for v in row if isinstance(v, (str, bytes)))
+    finally:
+        conn.close()
+    return "\n".join(out)
+
+
+@pytest.mark.slow
+def test_no_secret_in_any_artifact_of_a_full_job(tmp_path, emulators, gcs_client):
+    from relkit import mixed_estate
+
+    sa = tmp_path / "sa-key.json"
+    sa.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key_id": "abcZq7d1fQz",
+                "private_key": FAKE_KEY,
+                "client_email": "migrate@test-project.iam.gserviceaccount.com",
+                "token_uri": "https://oauth2.example.invalid/token",
+            }
+        )
+    )
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(sa), **SECRET_ENV}
+    est = mixed_estate(tmp_path, gcs_client, emulators.project, large_mib=(3,), transfer={"bandwidth_limit": "0"})
+    outputs = []
+    for argv in (
+        ["inventory", "--config", est.config, "--hash"],
+        ["plan", "--config", est.config, "--name", "sec"],
+        ["preflight", "--config", est.config],
+        ["run", "--config", est.config, "sec"],
+        ["verify", "--config", est.config, "sec"],
+        ["verify", "--config", est.config, "sec", "--json"],
+        ["status", "--config", est.config],
+    ):
+        res = run_cli(*argv, env=env)
+        assert_no_traceback(res)
+        outputs.append(res)
+    assert outputs[3].returncode == 0, str(outputs[3])
+    # a failing job too: a missing bucket, so the error paths print
+    text = est.config.read_text().replace(est.buckets[0], "missing-bucket-7x")
+    est.config.write_text(text)
+    for argv in (["preflight", "--config", est.config], ["run", "--config", est.config, "sec"]):
+        res = run_cli(*argv, env=env)
+        assert res.returncode != 0
+        outputs.append(res)
+    files = _artifacts(est.root / ".migrate", est.plans)
+    assert any(f.name.endswith(".verify.json") for f in files), files
+    texts = {f"{r.args[:1]} output": r.output for r in outputs}
+    for f in files:
+        if f.suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm") or "ledger" in f.name:
+            continue
+        texts[str(f)] = f.read_bytes().decode("utf-8", "replace")
+    texts["ledger"] = _ledger_text(Path(est.ledger))
+    for where, text in texts.items():
+        for marker in FORBIDDEN:
+            assert marker not in text, f"{marker!r} found in {where}"
+        for value in SECRET_ENV.values():
+            assert value not in text, f"secret env value found in {where}"
+    # resumable upload session URLs are capabilities: only the ledger may keep them, never a printout
+    for where, text in texts.items():
+        if where != "ledger":
+            assert "upload_id=" not in text, where

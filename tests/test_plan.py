@@ -11,7 +11,7 @@ from migrate.config import load_config
 from migrate.errors import PlanError
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
-from migrate.planning.planfile import load_plan
+from migrate.planning.planfile import load_plan, register_items
 from migrate.planning.planner import make_plan
 
 PLAN_FILES = ("plan", "manifest", "skipped", "report", "tfvars")
@@ -218,29 +218,27 @@ def test_conflict_policy(policy, write_config, tmp_path, bucket, gcs_client):
         assert json.loads(result.paths["tfvars"].read_text())["allow_object_delete"] is True
 
 
-def test_items_done_in_earlier_runs_are_excluded(write_config, tmp_path, bucket, gcs_client):
+def test_objects_done_in_earlier_runs_are_excluded_and_deleted_ones_come_back(
+    write_config, tmp_path, bucket, gcs_client
+):
     files = _sample_files(3)
     cfg, conn = _setup(write_config, tmp_path, bucket, files)
     first = make_plan(cfg, conn, "w1", gcs_client=gcs_client)
-    done = _objects(first)[0]
-    conn.execute(
-        "INSERT INTO items(plan_id, seq, kind, batch, source, relpath, bucket, object, size, mtime_ns, inode, crc32c,"
-        " state) VALUES('earlier', 1, 'object', 1, ?, ?, ?, ?, ?, ?, ?, ?, 'done')",
-        (
-            done["source"],
-            done["relpath"],
-            done["bucket"],
-            done["object"],
-            done["size"],
-            done["mtime_ns"],
-            done["inode"],
-            done["crc32c"],
-        ),
-    )
+    plan = load_plan(first.paths["plan"])
+    register_items(conn, plan)
+    copied = _objects(first)[:2]
+    for it in copied:  # what `run` leaves behind: the object in the bucket and the item done
+        gcs_client.bucket(bucket).blob(it["object"]).upload_from_string(files[it["relpath"]])
+        conn.execute("UPDATE items SET state='done' WHERE plan_id=? AND seq=?", (plan.plan_id, it["seq"]))
     second = make_plan(cfg, conn, "w2", gcs_client=gcs_client)
-    assert done["relpath"] not in {it["relpath"] for it in _objects(second)}
-    (skip,) = _jsonl(second.paths["skipped"])
-    assert skip["reason"] == "completed-earlier" and "earlier" in skip["detail"]
+    assert [it["relpath"] for it in _objects(second)] == [_objects(first)[2]["relpath"]]
+    assert second.summary["objects"]["missing_after_earlier_run"] == 0
+    # someone deletes a migrated object: the next delta plans it again and says so
+    gcs_client.bucket(bucket).blob(copied[0]["object"]).delete()
+    third = make_plan(cfg, conn, "w3", gcs_client=gcs_client)
+    assert {it["relpath"] for it in _objects(third)} == {copied[0]["relpath"], _objects(first)[2]["relpath"]}
+    assert third.summary["objects"]["missing_after_earlier_run"] == 1
+    assert any("no longer in their bucket" in w for w in third.warnings)
 
 
 def test_a_name_gcs_would_reject_is_skipped_and_reported(write_config, tmp_path, bucket, gcs_client):

@@ -38,8 +38,8 @@ def _show(result) -> None:
     from rich.markup import escape
 
     from migrate.cli import render
-    from migrate.planning.estimate import format_money
-    from migrate.units import format_bytes, format_duration
+    from migrate.planning.estimate import format_money, format_seconds
+    from migrate.units import format_bytes
 
     s = result.summary
     o, e, k, a = s["objects"], s["events"], s["skipped"], s["already_migrated"]
@@ -55,8 +55,8 @@ def _show(result) -> None:
                 f"{format_bytes(e['bytes'])} / {e['events']:,} events",
                 f"{e['batches']:,}",
             ),
-            ("already migrated", f"{a['files']:,}", format_bytes(a["bytes"]), ""),
-            ("skipped", f"{k['files']:,}", format_bytes(k["bytes"]), ""),
+            ("already in the destination", f"{a['files']:,}", format_bytes(a["bytes"]), ""),
+            ("skipped for other reasons", f"{k['not_done']['files']:,}", format_bytes(k["not_done"]["bytes"]), ""),
         ],
         right=("files", "bytes", "batches"),
     )
@@ -69,8 +69,8 @@ def _show(result) -> None:
         )
     est = s["estimates"]
     render.info(
-        f"estimated copy time {format_duration(est['copy_seconds'])} at {format_bytes(est['bandwidth_bytes_per_s'])}/s"
-        f"{' (assumed)' if est['bandwidth_assumed'] else ''}; publish {format_duration(est['publish_seconds'])};"
+        f"estimated copy time {format_seconds(est['copy_seconds'])} at {format_bytes(est['bandwidth_bytes_per_s'])}/s"
+        f"{' (assumed)' if est['bandwidth_assumed'] else ''}; publish {format_seconds(est['publish_seconds'])};"
         f" storage {format_money(est['monthly_storage_cost'])}/month"
     )
     for w in result.warnings:

@@ -4,6 +4,12 @@ Two TEMP tables hold one row per inventoried entry of the snapshot, in plan orde
   plan_obj  catalog files   -> code NULL (planned) or a skip reason code
   plan_ev   listener logs   -> code NULL (planned) or a skip reason code
 Rows are keyed by (ord, relpath/path) so scanning a table gives the deterministic plan order.
+
+Earlier runs: for objects the bucket listing is the authority (an object an earlier run copied is
+in it, equal, so it is 'already-migrated'). An object the ledger marks done but the listing lacks
+was deleted after migration; it is planned again and flagged (done_before), never silently
+dropped, so a final delta wave restores it and verify can pass. Log files have no listing: a file
+an earlier run replayed completely, unchanged since, is 'replayed-earlier'.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from migrate.planning.listing import insert_many
 # reason code -> what the report says about it
 SKIP_REASONS: dict[str, str] = {
     "already-migrated": "already in the bucket with equal size and CRC32C",
-    "completed-earlier": "completed by an earlier run",
     "conflict": "in the bucket with different content (conflict_policy = skip)",
     "symlink": "symbolic link (not followed)",
     "anomaly": "cannot be transferred (inventory anomaly)",
@@ -28,7 +33,7 @@ SKIP_REASONS: dict[str, str] = {
     "replayed-earlier": "fully replayed by an earlier run",
 }
 # codes that mean "the destination already has it": not a problem, not a loss
-DONE_CODES = ("already-migrated", "completed-earlier", "replayed-earlier")
+DONE_CODES = ("already-migrated", "replayed-earlier")
 
 OBJ_TABLES = """
 DROP TABLE IF EXISTS temp.plan_src;
@@ -41,7 +46,7 @@ CREATE TEMP TABLE plan_obj(
   size INTEGER NOT NULL, mtime_ns INTEGER, inode INTEGER, crc32c TEXT, inv_reason TEXT,
   bucket TEXT NOT NULL, object TEXT, storage_class TEXT NOT NULL, path TEXT NOT NULL, problem TEXT,
   d_size INTEGER, d_crc32c TEXT, d_generation INTEGER,
-  code TEXT, detail TEXT, overwrite INTEGER NOT NULL DEFAULT 0,
+  code TEXT, detail TEXT, overwrite INTEGER NOT NULL DEFAULT 0, done_before INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(ord, relpath)) WITHOUT ROWID;
 """
 
@@ -148,14 +153,18 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
               WHEN d_size IS NOT NULL AND d_size = size AND (crc32c IS NULL OR d_crc32c = crc32c)
                 THEN 'already-migrated'
               WHEN d_size IS NOT NULL THEN 'conflict'
-              WHEN EXISTS (SELECT 1 FROM items i
-                           WHERE i.bucket = plan_obj.bucket AND i.object = plan_obj.object AND i.state = 'done'
-                             AND i.kind = 'object'
-                             AND (i.crc32c = plan_obj.crc32c
-                                  OR ((i.crc32c IS NULL OR plan_obj.crc32c IS NULL)
-                                      AND i.size = plan_obj.size AND i.mtime_ns = plan_obj.mtime_ns)))
-                THEN 'completed-earlier'
             END
+            """
+        )
+        # Done by an earlier run yet absent from the listing: deleted after migration. Planned again
+        # (writes are idempotent) and counted, so the loss shows in the report instead of in verify.
+        conn.execute(
+            """
+            UPDATE plan_obj SET done_before = 1
+            WHERE code IS NULL AND d_size IS NULL AND EXISTS (
+              SELECT 1 FROM items i
+              WHERE i.bucket = plan_obj.bucket AND i.object = plan_obj.object AND i.state = 'done'
+                AND i.kind = 'object')
             """
         )
         conn.execute(
@@ -168,10 +177,6 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
                                                 ELSE 'size and CRC32C match' END
               WHEN 'conflict' THEN printf('bucket has %d bytes, crc32c %s; source has %d bytes, crc32c %s',
                                           d_size, COALESCE(d_crc32c, '-'), size, COALESCE(crc32c, 'not hashed'))
-              WHEN 'completed-earlier' THEN 'done in plan ' || (
-                  SELECT MIN(i.plan_id) FROM items i
-                  WHERE i.bucket = plan_obj.bucket AND i.object = plan_obj.object AND i.state = 'done')
-                  || '; no longer in the bucket'
             END
             WHERE code IS NOT NULL
             """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from migrate.config import STORAGE_CLASSES, Config
+from migrate.units import format_duration
 
 GIB = 1024**3
 ASSUMED_BANDWIDTH = 125_000_000  # bytes/s = 1 Gbit/s, used when transfer.bandwidth_limit is 0 (unlimited)
@@ -51,10 +52,16 @@ def storage_costs(cfg: Config, stored_bytes: dict[str, int]) -> dict[str, dict]:
             continue
         price = float(cfg.prices.get(sc, 0.0))
         gib = stored_bytes[sc] / GIB
-        out[sc] = {"price_gib_month": price, "gib": round(gib, 3), "monthly_cost": round(gib * price, 4)}
+        out[sc] = {"price_gib_month": price, "gib": round(gib, 3), "monthly_cost": round(gib * price, 6)}
     return out
+
+
+def format_seconds(seconds: float) -> str:
+    return "under 1s" if seconds < 1 else format_duration(seconds)
 
 
 def format_money(value: float) -> str:
     """$1,234.56, or four decimals below a dollar so small estates do not read $0.00."""
-    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+    if value >= 1 or value == 0:
+        return f"${value:,.2f}"
+    return f"${value:.4f}" if value >= 0.0001 else "< $0.0001"

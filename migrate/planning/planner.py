@@ -3,6 +3,21 @@
 Everything streams through TEMP tables of the ledger connection: the destination listing, the
 classified files, and the manifest (a generator over an ordered SQL query). Nothing written depends
 on the clock, so the same inventory, config and destination give byte-identical files.
+
+Files written to project.plans_dir:
+  <name>.plan.json       planfile.write_plan; header adds snapshot_id, config_digest, project, targets
+                         {"buckets", "topics"}, bucket_storage_classes, service_account_id,
+                         inventory_hashed, skipped {"file", "sha256", "items"} and summary
+  <name>.manifest.jsonl  the planfile item fields, plus
+                           object: "overwrite" (bool; true only under conflict_policy = overwrite for an
+                                   object that exists with other content: do not use if_generation_match=0)
+                                   and, when true, "replace_generation" (the generation listed at plan time)
+                           events: "event_bytes", "malformed", "oversized", "replayed_before" (bool)
+  <name>.skipped.jsonl   one line per inventoried entry not in the manifest, plan order, keys sorted:
+                         kind ("object" | "events"), source, relpath, entry (files.kind or "log"), size,
+                         reason (a diff.SKIP_REASONS code), detail, and bucket/object or topic
+  <name>.md              report.render_report(plan document)
+  <name>.tfvars.json     tfvars.build_tfvars for every configured bucket and topic
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from migrate.names import dead_letter_topic, display_name, verification_subscription
 from migrate.planning.diff import SKIP_REASONS
-from migrate.planning.estimate import format_money
-from migrate.units import format_bytes, format_duration
+from migrate.planning.estimate import format_money, format_seconds
+from migrate.units import format_bytes
 
 ANOMALY_CODES = ("anomaly", "rejected-name", "symlink", "anomalous-log")
 
@@ -85,8 +85,13 @@ def _overview(doc: dict, s: dict) -> list[str]:
                     _b(e["bytes"]) + f" in {_n(e['events'])} events",
                     _n(e["batches"]),
                 ],
-                ["Already migrated", _n(s["already_migrated"]["files"]), _b(s["already_migrated"]["bytes"]), ""],
-                ["Skipped (all reasons)", _n(k["files"]), _b(k["bytes"]), ""],
+                [
+                    "Already in the destination",
+                    _n(s["already_migrated"]["files"]),
+                    _b(s["already_migrated"]["bytes"]),
+                    "",
+                ],
+                ["Skipped for other reasons", _n(k["not_done"]["files"]), _b(k["not_done"]["bytes"]), ""],
             ],
             right=(1, 2, 3),
         ),
@@ -283,11 +288,11 @@ def _estimates(s: dict) -> list[str]:
         [
             [
                 "Copy objects",
-                format_duration(est["copy_seconds"]),
+                format_seconds(est["copy_seconds"]),
                 f"{format_bytes(rate)}/s ({est['bandwidth_basis']}), plus {est['per_object_seconds'] * 1000:.0f} ms"
                 f" per object over {est['workers']} workers",
             ],
-            ["Publish events", format_duration(est["publish_seconds"]), est["publish_basis"]],
+            ["Publish events", format_seconds(est["publish_seconds"]), est["publish_basis"]],
             ["Monthly storage", format_money(est["monthly_storage_cost"]), "GiB-month prices per storage class"],
         ],
     )

@@ -43,6 +43,7 @@ class Cell:
     storage_class: str
     code: str | None
     overwrite: bool
+    done_before: bool
     unhashed: bool
     is_file: bool
     files: int
@@ -51,10 +52,10 @@ class Cell:
 
 def _cells(conn: sqlite3.Connection) -> list[Cell]:
     rows = conn.execute(
-        "SELECT source, bucket, storage_class, code, overwrite, crc32c IS NULL, kind = 'file', COUNT(*), SUM(size)"
-        " FROM plan_obj GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
+        "SELECT source, bucket, storage_class, code, overwrite, done_before, crc32c IS NULL, kind = 'file',"
+        " COUNT(*), SUM(size) FROM plan_obj GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
     )
-    return [Cell(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), bool(r[6]), r[7], int(r[8] or 0)) for r in rows]
+    return [Cell(*r[:3], r[3], *(bool(v) for v in r[4:8]), r[8], int(r[9] or 0)) for r in rows]
 
 
 def _tally(cells: list[Cell], pred: Callable[[Cell], bool]) -> dict:
@@ -82,6 +83,7 @@ def build_summary(
         largest_batch_bytes=batches.largest_bytes,
         files_over_batch_max_bytes=batches.oversized,
         overwrite=_tally(cells, lambda c: _planned(c) and c.overwrite)["files"],
+        missing_after_earlier_run=_tally(cells, lambda c: _planned(c) and c.done_before)["files"],
     )
     events = _events(conn, cfg)
     by_reason: dict[str, dict] = {}
@@ -96,6 +98,11 @@ def build_summary(
         "files": sum(v["files"] for v in by_reason.values()),
         "bytes": sum(v["bytes"] for v in by_reason.values()),
         "by_reason": by_reason,
+    }
+    done = [v for c, v in by_reason.items() if c in DONE_CODES]
+    skipped["not_done"] = {  # skipped for a reason other than "the destination already has it"
+        "files": skipped["files"] - sum(v["files"] for v in done),
+        "bytes": skipped["bytes"] - sum(v["bytes"] for v in done),
     }
     unhashed = _tally(cells, lambda c: c.is_file and c.unhashed)["files"]
     regular = _tally(cells, lambda c: c.is_file)["files"]
@@ -114,7 +121,7 @@ def build_summary(
         classes[sc] = {**planned, "stored_bytes": stored[sc], **costs[sc]}
 
     estimates = transfer_estimate(cfg, objects["files"], objects["bytes"], events["events"], events["publish_requests"])
-    estimates["monthly_storage_cost"] = round(sum(c["monthly_cost"] for c in classes.values()), 4)
+    estimates["monthly_storage_cost"] = round(sum(c["monthly_cost"] for c in classes.values()), 6)
 
     summary = {
         "objects": objects,
@@ -273,9 +280,17 @@ def _warnings(cfg: Config, snapshot: sqlite3.Row, s: dict) -> list[str]:
             f"{s['compare']['unhashed_files']} file(s) were inventoried without --hash: objects already in a bucket"
             " were compared by size only; run `migrate inventory --hash` for CRC32C comparison"
         )
-    for b in s["buckets"]:
-        if not b["exists"]:
-            out.append(f"bucket {b['bucket']} does not exist yet; create it from the .tfvars.json before `migrate run`")
+    missing = [b["bucket"] for b in s["buckets"] if not b["exists"]]
+    if missing:
+        out.append(
+            f"{len(missing)} bucket(s) do not exist yet ({', '.join(missing)}); create them from the plan's"
+            " .tfvars.json before `migrate run`"
+        )
+    if s["objects"]["missing_after_earlier_run"]:
+        out.append(
+            f"{s['objects']['missing_after_earlier_run']} object(s) that an earlier run copied are no longer in their"
+            " bucket (deleted after migration?); they are planned again"
+        )
     if s["objects"]["overwrite"]:
         out.append(f"{s['objects']['overwrite']} object(s) in the buckets differ and will be overwritten")
     for bucket, classes in storage_class_conflicts(cfg).items():

@@ -126,3 +126,20 @@ def test_emulator_down_is_a_target_error(emulators, tfvars, monkeypatch):
 def test_existing_bucket_is_fine(gcs_client, bucket, tfvars):
     report = provision({**tfvars, "buckets": {bucket: {"storage_class": "STANDARD"}}, "topics": {}})
     assert report.existing == [("bucket", bucket)]
+
+
+def test_cli_provision_from_a_tfvars_file(emulators, gcs_client, tfvars, tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from migrate.cli import app
+
+    path = tmp_path / "wave.tfvars.json"
+    path.write_text(tfvars_json(tfvars))
+    res = CliRunner().invoke(app, ["provision", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert {c["name"] for c in json.loads(res.stdout)["created"] if c["kind"] == "bucket"} == set(tfvars["buckets"])
+
+    monkeypatch.delenv(clients.PUBSUB_EMULATOR_ENV)
+    res = CliRunner().invoke(app, ["provision", str(path)])
+    assert res.exit_code == 1
+    assert "terraform/" in res.output and "Traceback" not in res.output

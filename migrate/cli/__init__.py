@@ -33,9 +33,18 @@ def _root(
 
 
 def _register() -> None:
-    from migrate.cli import cmd_demo, cmd_inventory, cmd_plan, cmd_preflight, cmd_run, cmd_status, cmd_verify
+    from migrate.cli import (
+        cmd_demo,
+        cmd_inventory,
+        cmd_plan,
+        cmd_preflight,
+        cmd_provision,
+        cmd_run,
+        cmd_status,
+        cmd_verify,
+    )
 
-    for module in (cmd_inventory, cmd_plan, cmd_preflight, cmd_run, cmd_verify, cmd_status, cmd_demo):
+    for module in (cmd_inventory, cmd_plan, cmd_preflight, cmd_provision, cmd_run, cmd_verify, cmd_status, cmd_demo):
         module.register(app)
 
 

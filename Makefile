@@ -11,6 +11,8 @@ TOOLS := .venv-tools
 CHECKOV_VERSION ?= 3.3.30
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# This machine's pip config lists local index folders that may not exist; pip warns once per package.
+PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
 .PHONY: help setup venv tools rclone test lint fmt demo bench clean
 
@@ -30,7 +32,7 @@ venv:
 	if [ -x $(VENV)/bin/python ] && [ "$$(cat $(VENV)/.setup-stamp 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
 	echo "setup: installing the project into $(VENV)"; \
 	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV); \
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'; \
+	$(VENV)/bin/python -m pip install -q -e '.[dev]' $(PIP_QUIET); \
 	echo "$$want" > $(VENV)/.setup-stamp
 
 # checkov pins many packages, so it lives in its own environment.
@@ -39,7 +41,7 @@ tools:
 	if [ -x $(TOOLS)/bin/checkov ] && [ "$$(cat $(TOOLS)/.setup-stamp 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
 	echo "setup: installing $$want into $(TOOLS)"; \
 	[ -x $(TOOLS)/bin/python ] || $(PYTHON) -m venv $(TOOLS); \
-	$(TOOLS)/bin/python -m pip install -q "$$want"; \
+	$(TOOLS)/bin/python -m pip install -q "$$want" $(PIP_QUIET); \
 	echo "$$want" > $(TOOLS)/.setup-stamp
 
 # rclone is the baseline the benchmarks compare against.

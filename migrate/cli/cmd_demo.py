@@ -1,16 +1,63 @@
-"""`migrate demo` (not landed yet)."""
+"""`migrate demo`: generate a sample data center and run the whole job on local emulators."""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from migrate.cli.common import ConfigOpt, JsonOpt, errors_to_exit
-from migrate.errors import NotLandedError
+from migrate.cli import render
+from migrate.cli.common import JsonOpt, errors_to_exit, print_json
+from migrate.units import format_bytes
+
+# stage -> the command module whose `show(result)` renders it
+_RENDERERS = {"inventory": "cmd_inventory", "plan": "cmd_plan", "run": "cmd_run", "verify": "cmd_verify"}
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("demo")
     @errors_to_exit
-    def demo(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-        """Not available yet in this version."""
-        raise NotLandedError("`migrate demo` has not landed in this version", "use a newer migrate")
+    def demo(
+        workdir: Annotated[Path, typer.Option("--workdir", help="Where the sample data center and state go.")] = Path(
+            "demo"
+        ),
+        scale: Annotated[
+            float, typer.Option("--scale", min=0.01, help="Size of the data center (1.0 ≈ 280 MiB).")
+        ] = 0.25,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the generator.")] = 7,
+        workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel uploads.")] = 8,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Generate a sample data center, start local emulators, then inventory, plan, run and verify."""
+        from migrate.demo import run_demo
+
+        def on_stage(name: str, result: Any, seconds: float) -> None:
+            if as_json:
+                return
+            render.info(f"\n[bold cyan]== {name}[/] ({seconds:.1f}s)")
+            if name == "generate":
+                render.info(
+                    f"sample data center at {result.root}: {result.total_files} catalog files "
+                    f"({format_bytes(result.total_bytes)}), {result.events()} listener events, "
+                    f"{result.malformed()} malformed lines; config {result.config_path}"
+                )
+            elif name == "emulators":
+                render.info(f"fake-gcs-server at {result.gcs}, Pub/Sub emulator at {result.pubsub}")
+            elif name == "provision":
+                render.info(str(getattr(result, "summary", lambda: result)()))
+            elif name in _RENDERERS:
+                module = importlib.import_module(f"migrate.cli.{_RENDERERS[name]}")
+                module.show(result)
+
+        result = run_demo(workdir, scale=scale, seed=seed, workers=workers, on_stage=on_stage)
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            verdict = (
+                "[green]verified: every object and event arrived[/]" if result.verified else "[red]NOT verified[/]"
+            )
+            render.info(f"\n{verdict}. Plan and reports: {result.plan_path.parent if result.plan_path else '-'}")
+        if not result.verified:
+            raise typer.Exit(1)

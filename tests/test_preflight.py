@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import unique_name
 from typer.testing import CliRunner
 
 from migrate import clients
@@ -16,6 +16,10 @@ from migrate.errors import TargetError
 from migrate.names import verification_subscription
 from migrate.planning.planfile import Plan
 from migrate.preflight import PROBE_PREFIX, preflight, preflight_plan
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import unique_name
 
 from migrate import clients
 from migrate.config import load_config
@@ -14,6 +14,10 @@ from migrate.errors import PlanError, TargetError
 from migrate.names import dead_letter_topic, verification_subscription
 from migrate.planning.tfvars import build_tfvars, tfvars_json
 from migrate.provision import provision
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -525,3 +525,14 @@ def _set_key(text: str, key: str, value: object) -> str:
         head, tail = text.split("[transfer]", 1)
         return head + "[transfer]" + pattern.sub(line, tail, count=1)
     return text.rstrip("\n") + "\n" + line + "\n"
+
+
+def planned_objects(manifest: Path) -> set[tuple[str, str]]:
+    """(bucket, object) of every object item in a plan manifest."""
+    out = set()
+    with open(manifest, encoding="utf-8") as fh:
+        for line in fh:
+            item = json.loads(line)
+            if item["kind"] == "object":
+                out.add((item["bucket"], item["object"]))
+    return out

@@ -20,6 +20,7 @@ from relkit import (
     drain,
     kill_group,
     mixed_estate,
+    planned_objects,
     run_cli,
     start_cli,
     write_recording_proxy,
@@ -97,11 +98,15 @@ def test_sigkill_at_seeded_moments_then_resume(tmp_path, emulators, gcs_client, 
         verify = run_cli("verify", "--config", est.config, PLAN, "--json", env=env)
         assert verify.returncode == 0, str(verify)
 
-    # no object was written twice
-    multi = {k: v for k, v in proxy.writes.items() if len(v) > 1}
+    # no planned object was written twice (part objects of composite uploads may be re-sent; they are
+    # temporary), and no part object is left behind
+    planned = planned_objects(est.plans / f"{PLAN}.manifest.jsonl")
+    assert len(planned) == est.truth.total_files
+    multi = {k: v for k, v in proxy.writes.items() if k in planned and len(v) > 1}
     assert not multi, multi
-    written = {name for (_, name) in proxy.writes}
-    assert len(written) == est.truth.total_files
+    assert planned <= set(proxy.writes)
+    listed = {(b, o.name) for b in est.buckets for o in gcs_client.list_blobs(b)}
+    assert listed == planned, sorted(listed ^ planned)[:10]
 
     # every valid event arrived; duplicates within the reported bound; ids intact
     msgs = drain(audit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,44 @@ def test_no_inventory_is_a_plan_error_that_says_what_to_run(write_config, tmp_pa
     with pytest.raises(PlanError) as err:
         make_plan(cfg, conn, "x", gcs_client=gcs_client)
     assert "migrate inventory" in err.value.one_line()
+
+
+def test_two_sources_writing_the_same_object_is_a_plan_error(write_config, tmp_path, bucket, gcs_client):
+    root = _tree(tmp_path / "src", {"all/b/x.txt": b"1", "all/y.txt": b"2", "b/x.txt": b"3"})
+    cfg = load_config(
+        write_config(
+            catalog=[
+                {"name": "all", "root": str(root / "all"), "bucket": bucket},
+                {"name": "b", "root": str(root / "b"), "bucket": bucket, "prefix": "b/"},
+            ]
+        )
+    )
+    conn = connect(cfg.project.state_dir)
+    run_inventory(cfg, conn, hash=True)
+    with pytest.raises(PlanError) as err:
+        make_plan(cfg, conn, "dup", gcs_client=gcs_client)
+    assert f"gs://{bucket}/b/x.txt (all:b/x.txt, b:x.txt)" in err.value.message
+    assert "prefixes" in (err.value.fix or "")
+
+
+def test_listing_survives_transient_errors_page_by_page(write_config, tmp_path, bucket, gcs_client, monkeypatch):
+    from faultproxy import FaultProxy
+
+    from migrate import clients
+    from migrate.planning import listing
+
+    files = _sample_files(12)
+    transfer = {"retry_initial_delay": 0.01, "retry_max_delay": 0.05, "retry_max_attempts": 20}
+    cfg, conn = _setup(write_config, tmp_path, bucket, files, transfer=transfer)
+    for rel in sorted(files)[:9]:
+        gcs_client.bucket(bucket).blob("data/" + rel).upload_from_string(files[rel])
+    monkeypatch.setattr(listing, "PAGE_SIZE", 2)  # several pages, each retried on its own
+    direct = make_plan(cfg, conn, "direct", gcs_client=gcs_client)
+    events = []
+    with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], rate=0.5, faults=("429", "503"), seed=1) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        flaky = make_plan(cfg, conn, "flaky", gcs_client=clients.gcs_client(cfg.project.id), report=events.append)
+    assert proxy.injected > 0
+    assert sum(e.kind == "retry" for e in events) == proxy.injected
+    assert direct.paths["manifest"].read_bytes() == flaky.paths["manifest"].read_bytes()
+    assert [it["relpath"] for it in _objects(flaky)] == sorted(files)[9:]

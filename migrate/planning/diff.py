@@ -202,6 +202,28 @@ def conflict_examples(conn: sqlite3.Connection, limit: int) -> list[str]:
     return [f"gs://{r[0]}/{r[1]} ({r[2]})" for r in rows]
 
 
+def overlapping_sources(cfg: Config) -> bool:
+    """True when two catalog sources write into the same bucket under nested (or equal) prefixes."""
+    pairs = [(s.bucket, s.prefix) for s in cfg.catalog]
+    return any(
+        b1 == b2 and (p1.startswith(p2) or p2.startswith(p1))
+        for i, (b1, p1) in enumerate(pairs)
+        for (b2, p2) in pairs[i + 1 :]
+    )
+
+
+def duplicate_destinations(conn: sqlite3.Connection, cfg: Config, limit: int) -> tuple[int, list[str]]:
+    """Objects that more than one planned file would write: (count, up to `limit` descriptions)."""
+    if not overlapping_sources(cfg):
+        return 0, []
+    rows = conn.execute(
+        "SELECT bucket, object, group_concat(source || ':' || relpath, ', ') FROM"
+        " (SELECT bucket, object, source, relpath FROM plan_obj WHERE code IS NULL ORDER BY ord, relpath)"
+        " GROUP BY bucket, object HAVING COUNT(*) > 1 ORDER BY bucket, object"
+    ).fetchall()
+    return len(rows), [f"gs://{r[0]}/{r[1]} ({r[2]})" for r in rows[:limit]]
+
+
 def classify_events(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) -> None:
     """Fill temp.plan_ev from the snapshot's listener log files; exclude files fully replayed before."""
     conn.executescript(EV_TABLES)

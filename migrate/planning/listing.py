@@ -7,15 +7,22 @@ bucket with millions of objects costs disk in SQLite's temp store, not RAM.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
+from google.api_core.exceptions import GoogleAPIError
+
+from migrate.config import TransferConfig
 from migrate.errors import TargetError
 from migrate.progress import Event, Reporter, null_reporter
+from migrate.retry import describe, retrying
 
 INSERT_CHUNK = 5000
 LIST_FIELDS = "items(name,size,crc32c,generation),nextPageToken"
 PAGE_SIZE = 1000
+Row = tuple[str, int, str | None, int | None]
+T = TypeVar("T")
 
 DEST_TABLE = """
 DROP TABLE IF EXISTS temp.plan_dest;
@@ -48,28 +55,36 @@ def listing_roots(targets: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def _list_objects(client, bucket: str, prefix: str) -> Iterator[tuple[str, int, str | None, int | None]]:
-    """(name, size, crc32c, generation) of every live object under prefix, paged with a fields mask."""
+def _hidden_prefix() -> str | None:
+    """Objects the run stage keeps for itself (composite-upload parts): never counted as migrated objects."""
     try:
-        from migrate.targets.gcs import list_objects  # the run stage's lister, once it exists
+        from migrate.targets.gcs import PARTS_PREFIX
     except ImportError:
-        list_objects = None
-    if list_objects is not None:
-        for obj in list_objects(client, bucket, prefix):
-            yield _as_row(obj)
-        return
-    blobs = client.list_blobs(bucket, prefix=prefix or None, fields=LIST_FIELDS, page_size=PAGE_SIZE)
-    for page in blobs.pages:
-        for blob in page:
-            yield blob.name, int(blob.size or 0), blob.crc32c, blob.generation
+        return None
+    return PARTS_PREFIX
 
 
-def _as_row(obj) -> tuple[str, int, str | None, int | None]:
-    if isinstance(obj, tuple):
-        return obj[0], int(obj[1] or 0), obj[2], obj[3]
-    if isinstance(obj, dict):
-        return obj["name"], int(obj.get("size") or 0), obj.get("crc32c"), obj.get("generation")
-    return obj.name, int(obj.size or 0), obj.crc32c, obj.generation
+def _list_objects(client, bucket: str, prefix: str, retry: Callable) -> Iterator[Row]:
+    """(name, size, crc32c, generation) of every live object under prefix, paged with a fields mask.
+
+    Each page is one retried request that resumes from its page token, so a transient error on
+    page 900 of a million-object bucket costs one page, not the listing.
+    """
+    hidden = _hidden_prefix()
+    token: str | None = None
+    while True:
+
+        def page(token: str | None = token) -> tuple[list[Row], str | None]:
+            it = client.list_blobs(
+                bucket, prefix=prefix or None, fields=LIST_FIELDS, page_size=PAGE_SIZE, page_token=token, retry=None
+            )
+            rows = [(b.name, int(b.size or 0), b.crc32c, b.generation) for b in next(it.pages, [])]
+            return rows, it.next_page_token
+
+        rows, token = retry(page)
+        yield from (r for r in rows if not (hidden and r[0].startswith(hidden)))
+        if not token:
+            return
 
 
 def load_destination(
@@ -77,30 +92,38 @@ def load_destination(
     client,
     targets: Iterable[tuple[str, str]],
     *,
+    transfer: TransferConfig | None = None,
     report: Reporter = null_reporter,
 ) -> list[BucketListing]:
-    """Fill temp.plan_dest with every object under the targets' prefixes. A missing bucket lists as empty."""
-    from google.api_core import exceptions as gexc
+    """Fill temp.plan_dest with every object under the targets' prefixes. A missing bucket lists as empty.
 
+    Each request (bucket lookup, listing page) is retried by migrate.retry; retries are reported as
+    'retry' events. Any other error is a TargetError naming the bucket.
+    """
     conn.executescript(DEST_TABLE)
-    roots = listing_roots(targets)
     by_bucket: dict[str, list[str]] = {}
-    for bucket, prefix in roots:
+    for bucket, prefix in listing_roots(targets):
         by_bucket.setdefault(bucket, []).append(prefix)
     out: list[BucketListing] = []
     for bucket, prefixes in sorted(by_bucket.items()):
-        exists, count = True, 0
-        for prefix in prefixes:
-            report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))
-            try:
-                count += _insert_rows(conn, bucket, _list_objects(client, bucket, prefix), report)
-            except gexc.NotFound:
-                exists = False
-            except gexc.GoogleAPIError as exc:
-                raise TargetError(
-                    f"cannot list gs://{bucket}/{prefix}: {exc}",
-                    "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)",
-                ) from None
+
+        def on_retry(exc: BaseException, attempt: int, bucket: str = bucket) -> None:
+            report(Event("retry", name=f"gs://{bucket}", data={"error": describe(exc), "attempt": attempt}))
+
+        def retry(fn: Callable[[], T], on_retry=on_retry) -> T:
+            return retrying(transfer or TransferConfig(), on_retry)(fn)
+
+        try:
+            exists = retry(lambda bucket=bucket: client.lookup_bucket(bucket, retry=None)) is not None
+            count = 0
+            for prefix in prefixes if exists else ():
+                report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))
+                count += _insert_rows(conn, bucket, _list_objects(client, bucket, prefix, retry), report)
+        except GoogleAPIError as exc:
+            raise TargetError(
+                f"cannot list gs://{bucket}: {describe(exc)}",
+                "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)",
+            ) from None
         out.append(BucketListing(bucket, tuple(prefixes), exists, count))
     return out
 

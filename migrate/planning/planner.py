@@ -103,7 +103,9 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
         from migrate.clients import gcs_client as make_client
 
         gcs_client = make_client(cfg.project.id)
-    listings = listing.load_destination(conn, gcs_client, [(s.bucket, s.prefix) for s in cfg.catalog], report=report)
+    listings = listing.load_destination(
+        conn, gcs_client, [(s.bucket, s.prefix) for s in cfg.catalog], transfer=cfg.transfer, report=report
+    )
 
     report(Event("phase", name="comparing"))
     diff.classify_objects(conn, cfg, snapshot_id)
@@ -118,6 +120,13 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
                 "set transfer.conflict_policy = 'skip' or 'overwrite', or remove those objects",
             )
     conflicts = diff.apply_conflict_policy(conn, policy)
+    n, shown = diff.duplicate_destinations(conn, cfg, CONFLICTS_SHOWN)
+    if n:
+        more = f" (and {n - len(shown)} more)" if n > len(shown) else ""
+        raise PlanError(
+            f"{n} object name(s) would be written by more than one catalog source: {'; '.join(shown)}{more}",
+            "give catalog sources that share a bucket prefixes that do not nest",
+        )
     diff.classify_events(conn, cfg, snapshot_id)
 
     report(Event("phase", name="summarising"))

@@ -159,6 +159,8 @@ def test_after_half_the_objects_exist_a_new_plan_holds_exactly_the_other_half(
     cfg, conn = _setup(write_config, tmp_path, bucket, files)
     first = make_plan(cfg, conn, "bulk", gcs_client=gcs_client)
     assert {it["relpath"] for it in _objects(first)} == set(files)
+    assert all(Path(it["path"]).read_bytes() == files[it["relpath"]] for it in _objects(first))
+    assert all(it["object"] == "data/" + it["relpath"] and it["bucket"] == bucket for it in _objects(first))
     uploaded = sorted(files)[::2]
     b = gcs_client.bucket(bucket)
     for rel in uploaded:

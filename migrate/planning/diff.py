@@ -124,7 +124,10 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
     insert_many(
         conn,
         "INSERT INTO plan_src(source, ord, bucket, prefix, storage_class, root) VALUES(?,?,?,?,?,?)",
-        [(s.name, i, s.bucket, s.prefix, s.storage_class, str(s.root)) for i, s in enumerate(cfg.catalog)],
+        [
+            (s.name, i, s.bucket, s.prefix, s.storage_class, str(s.root).rstrip("/") + "/")
+            for i, s in enumerate(cfg.catalog)
+        ],
     )
     conn.execute("BEGIN")
     try:
@@ -134,7 +137,7 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
                                  object, storage_class, path, problem, d_size, d_crc32c, d_generation)
             SELECT s.ord, f.source, f.relpath, f.kind, f.size, f.mtime_ns, f.inode, f.crc32c, f.reason, s.bucket,
                    mig_object(s.prefix, f.relpath), s.storage_class,
-                   s.root || '/' || f.relpath,
+                   s.root || f.relpath,
                    CASE WHEN f.kind = 'file' THEN mig_name_problem(s.prefix, f.relpath) END,
                    d.size, d.crc32c, d.generation
             FROM files f

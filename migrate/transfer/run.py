@@ -1,0 +1,303 @@
+"""`migrate run`: one plan, start to finish, resumable at any moment.
+
+load the plan (tamper check) -> refuse drift and foreign plans -> preflight the targets ->
+register the items in the ledger -> a `runs` row -> copy the objects -> replay the events ->
+close the `runs` row -> RunSummary.
+
+Objects first, then events, not both at once: both stages are CPU-bound in this one Python
+process (hashing and HTTP framing on one side, parsing and protobuf on the other), so running
+them together does not shorten the run on a small machine, it only makes them fight for the
+GIL, doubles the memory peak and interleaves two failure stories in one display. One after the
+other, each stage gets the whole machine, and a stop (Ctrl-C) has one obvious meaning: finish
+what is in flight, start nothing new, neither objects nor events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrate.config import Config
+from migrate.errors import PlanError, UsageError
+from migrate.ledger import connect, latest_snapshot, now
+from migrate.planning.planfile import Plan, drift, load_plan, register_items
+from migrate.progress import Event, Reporter, null_reporter
+from migrate.retry import describe
+from migrate.transfer.bandwidth import limiter
+from migrate.transfer.objects import ObjectsSummary, copy_objects, sweep_parts
+
+KINDS = ("all", "objects", "events")
+DRIFT_SHOWN = 20
+IDENTITY_SAMPLE = 200
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workers: int | None = None  # None: transfer.workers
+    bwlimit: int | None = None  # bytes/s; None: transfer.bandwidth_limit; 0: unlimited
+    allow_drift: bool = False
+    kinds: str = "all"  # all | objects | events
+    skip_preflight: bool = False
+
+
+@dataclass
+class RunSummary:
+    plan_id: str
+    plan_name: str
+    run_id: int
+    status: str = "running"  # ok | failed | interrupted
+    workers: int = 0
+    bwlimit: int = 0
+    elapsed: float = 0.0
+    objects: ObjectsSummary | None = None
+    events: dict | None = None
+    parts_deleted: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def retries(self) -> int:
+        return (self.objects.retries if self.objects else 0) + int((self.events or {}).get("retries", 0))
+
+    def to_dict(self) -> dict:
+        return {
+            "plan_id": self.plan_id,
+            "plan": self.plan_name,
+            "run_id": self.run_id,
+            "status": self.status,
+            "workers": self.workers,
+            "bwlimit": self.bwlimit,
+            "elapsed": round(self.elapsed, 3),
+            "retries": self.retries,
+            "objects": self.objects.to_dict() if self.objects else None,
+            "events": self.events,
+            "parts_deleted": self.parts_deleted,
+            "warnings": self.warnings,
+        }
+
+
+def run_plan(
+    cfg: Config,
+    plan_path: Path | str,
+    *,
+    options: RunOptions = RunOptions(),
+    report: Reporter = null_reporter,
+    stop: threading.Event | None = None,
+    gcs_client=None,
+) -> RunSummary:
+    """Execute a plan; see the module docstring. Raises PlanError / TargetError before anything moves."""
+    if options.kinds not in KINDS:
+        raise UsageError(f"unknown kind {options.kinds!r}", f"use one of {', '.join(KINDS)}")
+    stop = stop if stop is not None else threading.Event()
+    plan = load_plan(plan_path)
+    conn = connect(cfg.project.state_dir)
+    try:
+        return _run(conn, cfg, plan, options, report, stop, gcs_client)
+    finally:
+        conn.close()
+
+
+def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, stop, gcs_client) -> RunSummary:
+    check_identity(conn, plan)
+    if not options.allow_drift:
+        check_drift(conn, plan)
+    if not options.skip_preflight:
+        from migrate.preflight import preflight_plan
+
+        report(Event("phase", name="preflight"))
+        preflight_plan(cfg, plan).raise_for_errors()
+    register_items(conn, plan)
+
+    workers = max(1, options.workers or cfg.transfer.workers)
+    bwlimit = cfg.transfer.bandwidth_limit if options.bwlimit is None else options.bwlimit
+    started = time.monotonic()
+    run_id = conn.execute("INSERT INTO runs(plan_id, started_at) VALUES(?, ?)", (plan.plan_id, now())).lastrowid
+    summary = RunSummary(plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit)
+    report(Event("start", data=totals(conn, plan.plan_id, options.kinds)))
+    abort = threading.Event()
+    try:
+        if options.kinds in ("all", "objects"):
+            summary.objects = _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary)
+        if options.kinds in ("all", "events") and not stop.is_set():
+            summary.events = _events(conn, cfg, plan, run_id, report, stop)
+    except BaseException:
+        summary.status = "interrupted"
+        summary.elapsed = time.monotonic() - started
+        _close_run(conn, summary)
+        raise
+    summary.elapsed = time.monotonic() - started
+    summary.status = _status(summary, stop, cfg)
+    _close_run(conn, summary)
+    report(Event("finish", data=summary.to_dict()))
+    return summary
+
+
+def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary) -> ObjectsSummary | None:
+    has = conn.execute(
+        "SELECT 1 FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending','failed') LIMIT 1",
+        (plan.plan_id,),
+    ).fetchone()
+    if has is None:
+        out = ObjectsSummary()
+        out.planned = conn.execute(
+            "SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object'", (plan.plan_id,)
+        ).fetchone()[0]
+        out.already_done = conn.execute(
+            "SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object' AND state='done'", (plan.plan_id,)
+        ).fetchone()[0]
+        out.previously_skipped = out.planned - out.already_done
+        return out
+    from migrate.clients import gcs_client as make_client
+    from migrate.targets.gcs import Gcs
+
+    client = gcs_client or make_client(cfg.project.id, pool_size=workers + 4)
+    gcs = Gcs(client, timeout=cfg.transfer.timeout)
+    report(Event("phase", name="copying objects"))
+    result = copy_objects(
+        conn,
+        cfg,
+        plan,
+        gcs=gcs,
+        workers=workers,
+        throttle=limiter(bwlimit).consume,
+        report=report,
+        stop=stop,
+        abort=abort,
+    )
+    if not stop.is_set():
+        try:
+            summary.parts_deleted = sweep_parts(conn, gcs, plan.plan_id, cfg.transfer.large_file_threshold)
+        except Exception as exc:  # leftover parts are swept again by the next run
+            summary.warnings.append(f"could not sweep composite-upload parts: {describe(exc)}")
+    return result
+
+
+def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop) -> dict | None:
+    rows = conn.execute(
+        "SELECT * FROM items WHERE plan_id=? AND kind='events' AND state IN ('pending','failed') ORDER BY seq",
+        (plan.plan_id,),
+    ).fetchall()
+    if not rows:
+        return None
+    from migrate.transfer.replay import replay_events
+
+    report(Event("phase", name="replaying events"))
+    return replay_events(conn, cfg, plan, rows, run_id=run_id, report=report, stop=stop).to_dict()
+
+
+def _status(summary: RunSummary, stop: threading.Event, cfg: Config) -> str:
+    o = summary.objects
+    ev = summary.events or {}
+    failed = bool(o and o.failed) or bool(ev.get("files_failed"))
+    if cfg.transfer.conflict_policy == "fail" and o and o.conflict:
+        failed = True
+    if failed:
+        return "failed"
+    if stop.is_set() or bool(o and o.pending) or bool(ev.get("files_pending")) or bool(ev.get("interrupted")):
+        return "interrupted"
+    return "ok"
+
+
+def _close_run(conn, s: RunSummary) -> None:
+    o = s.objects or ObjectsSummary()
+    ev = s.events or {}
+    conn.execute(
+        "UPDATE runs SET finished_at=?, status=?, objects=?, bytes=?, events=?, quarantined=?, retries=?, failed=?,"
+        " summary=? WHERE run_id=?",
+        (
+            now(),
+            s.status,
+            o.done,
+            o.bytes,
+            int(ev.get("events", 0)),
+            int(ev.get("quarantined", 0)),
+            s.retries,
+            o.failed + int(ev.get("files_failed", 0)),
+            json.dumps(s.to_dict(), sort_keys=True, default=str),
+            s.run_id,
+        ),
+    )
+
+
+def totals(conn, plan_id: str, kinds: str = "all") -> dict:
+    """What this run has left to do: objects and bytes, event files and events."""
+    out = {"objects": 0, "bytes": 0, "files": 0, "events": 0}
+    if kinds in ("all", "objects"):
+        row = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items"
+            " WHERE plan_id=? AND kind='object' AND state IN ('pending','failed')",
+            (plan_id,),
+        ).fetchone()
+        out["objects"], out["bytes"] = int(row[0]), int(row[1])
+    if kinds in ("all", "events"):
+        row = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(e.events), 0) - COALESCE(SUM(o.published), 0) FROM items i"
+            " LEFT JOIN event_files e ON e.source = i.source AND e.path = i.relpath"
+            " LEFT JOIN offsets o ON o.plan_id = i.plan_id AND o.path = i.relpath"
+            " WHERE i.plan_id=? AND i.kind='events' AND i.state IN ('pending','failed')",
+            (plan_id,),
+        ).fetchone()
+        out["files"], out["events"] = int(row[0]), max(0, int(row[1]))
+    return out
+
+
+# --- refusing plans that do not belong to this inventory -------------------------------------------
+
+
+def check_identity(conn, plan: Plan) -> None:
+    """Refuse a plan made from another ledger's inventory (same snapshot number, other files).
+
+    The plan's snapshot must exist here, and a sample of its items must match that snapshot's
+    files (size, mtime, inode): they always do for a plan made from this ledger.
+    """
+    fix = f"run it with the config (state_dir) it was planned with, or re-plan: `migrate plan --name {plan.name}`"
+    snap = conn.execute("SELECT id FROM snapshots WHERE id=?", (plan.snapshot_id,)).fetchone()
+    if snap is None:
+        raise PlanError(
+            f"plan {plan.name} was made from inventory snapshot {plan.snapshot_id}, which this ledger does not have",
+            fix,
+        )
+    checked = 0
+    for item in plan.iter_items():
+        if checked >= IDENTITY_SAMPLE:
+            break
+        checked += 1
+        if item.get("kind") == "object":
+            row = conn.execute(
+                "SELECT size, mtime_ns, inode FROM files WHERE source=? AND relpath=?",
+                (item["source"], item["relpath"]),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT size, mtime_ns, inode FROM event_files WHERE source=? AND path=?",
+                (item["source"], item["relpath"]),
+            ).fetchone()
+        if row is None:
+            if latest_snapshot(conn)["id"] == plan.snapshot_id:
+                raise PlanError(
+                    f"plan {plan.name} names {item['source']}:{item['relpath']}, unknown to this inventory", fix
+                )
+            continue  # gone since: drift reports it
+        same = (row[0], row[1], row[2]) == (item.get("size"), item.get("mtime_ns"), item.get("inode"))
+        if not same and latest_snapshot(conn)["id"] == plan.snapshot_id:
+            raise PlanError(
+                f"plan {plan.name} does not match this ledger's inventory ({item['source']}:{item['relpath']} differs);"
+                " it was made from another inventory",
+                fix,
+            )
+
+
+def check_drift(conn, plan: Plan) -> None:
+    count, names = drift(conn, plan, limit=DRIFT_SHOWN)
+    if count:
+        more = f" and {count - len(names)} more" if count > len(names) else ""
+        raise PlanError(
+            f"plan {plan.name}: {count} planned file(s) changed since planning: {', '.join(names)}{more}",
+            f"re-run `migrate inventory` and `migrate plan --name {plan.name}`, or pass --allow-drift",
+        )

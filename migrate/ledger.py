@@ -15,7 +15,7 @@ Tables and who writes them:
   offsets       per event file watermark: bytes acknowledged          (run)
   runs          one row per `migrate run`                             (run)
   event_ids     hashed event ids seen by verify, per plan and source  (verify)
-  verify_messages Pub/Sub message ids verify has counted, per topic   (verify)
+  verify_pulls  messages verify drained: message id, plan, hashed id  (verify)
 """
 
 from __future__ import annotations
@@ -166,12 +166,20 @@ CREATE TABLE IF NOT EXISTS event_ids(
   PRIMARY KEY(plan_id, source, id_hash)
 ) WITHOUT ROWID;
 
--- a redelivered message (same message id) is not counted twice in event_ids.seen
-CREATE TABLE IF NOT EXISTS verify_messages(
+-- every message verify drained, committed before it is acked (append-only, so a pull's commit is cheap);
+-- folded into event_ids.seen in one sorted merge; the unique message id keeps a redelivery from counting twice
+CREATE TABLE IF NOT EXISTS verify_pulls(
+  seq        INTEGER PRIMARY KEY,
   topic      TEXT NOT NULL,
   message_id TEXT NOT NULL,
-  PRIMARY KEY(topic, message_id)
-) WITHOUT ROWID;
+  plan_id    TEXT NOT NULL,
+  source     TEXT NOT NULL,
+  id_hash    INTEGER NOT NULL,
+  event_id   TEXT NOT NULL,
+  folded     INTEGER NOT NULL DEFAULT 0,  -- 1 once counted in event_ids.seen
+  UNIQUE(topic, message_id)
+);
+CREATE INDEX IF NOT EXISTS verify_pulls_unfolded ON verify_pulls(plan_id) WHERE folded = 0;
 """
 
 

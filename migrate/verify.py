@@ -29,7 +29,7 @@ from migrate.verification.report import report_paths, write_json, write_markdown
 
 __all__ = ["DrainSettings", "VerifyReport", "raise_for_report", "verify_plan"]
 
-TEMP_TABLES = ("verify_listing", "verify_skipped", "verify_deep", "verify_lines", "verify_pulled")
+TEMP_TABLES = ("verify_listing", "verify_skipped", "verify_deep", "verify_lines", "verify_expected")
 
 
 def verify_plan(

@@ -181,7 +181,6 @@ def test_redelivered_message_is_counted_once(tmp_path, write_config, gcs_client,
     msgs = _pull(w, 5, ack=False)
     assert len(msgs) == 5
     conn = connect(w.cfg.project.state_dir)
-    conn.executescript(events.PULLED_TABLE)
     first = events.Drain(topic=topic, subscription=_sub_path(w))
     events._persist(conn, topic, w.plan.plan_id, msgs, first)
     conn.close()

@@ -26,6 +26,7 @@ from migrate.errors import PlanError, TargetError
 from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe, retrying
+from migrate.targets.gcs import PARTS_PREFIX
 from migrate.verification.model import Listing, ObjectsResult
 from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING, ProblemLines, object_path
 
@@ -130,7 +131,12 @@ def plan_roots(conn: sqlite3.Connection, plan_id: str) -> list[tuple[str, str]]:
 def iter_pages(
     client, bucket: str, prefix: str, cfg: TransferConfig, on_retry: Callable[[BaseException, int], None]
 ) -> Iterator[list[Row]]:
-    """Pages of (name, size, crc32c, generation) of live objects under prefix; each page retried on its own."""
+    """Pages of (name, size, crc32c, generation) of live objects under prefix; each page retried on its own.
+
+    targets.gcs.list_objects lists the same way but retries nothing; here a transient error on page 900
+    costs one page. Composite-upload parts (targets.gcs.PARTS_PREFIX) are the run's scratch space,
+    not migrated objects, and are left out as there.
+    """
     from google.api_core import exceptions as gexc
 
     token: str | None = None
@@ -142,7 +148,7 @@ def iter_pages(
             )
             page = next(it.pages, None)
             rows = [] if page is None else [(b.name, int(b.size or 0), b.crc32c, b.generation) for b in page]
-            return rows, it.next_page_token
+            return [r for r in rows if not r[0].startswith(PARTS_PREFIX)], it.next_page_token
 
         try:
             rows, token = retrying(cfg, on_retry)(fetch)

@@ -32,7 +32,10 @@ def parse_args(argv: list[str]) -> Settings:
     ap.add_argument("--work", type=Path, default=REPO / "bench" / ".work", help="cached data and run directories")
     ap.add_argument("--out", type=Path, default=None, help="where results go (default bench/results)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds before one tool run is killed")
-    ap.add_argument("--raw-threads", type=int, default=16, help="threads of the raw floor uploader")
+    ap.add_argument("--raw-threads", type=int, default=8, help="threads of the raw floor uploader")
+    ap.add_argument(
+        "--emulator-dir", type=Path, default=None, help="where fake-gcs-server keeps its data (default: /dev/shm)"
+    )
     ap.add_argument("--migrate-workers", type=int, default=None, help="override migrate's [transfer] workers")
     ap.add_argument("--migrate-hash", action="store_true", help="run `migrate inventory --hash` before planning")
     ap.add_argument("--keep", action="store_true", help="keep emulator data and state directories of every run")
@@ -57,6 +60,7 @@ def parse_args(argv: list[str]) -> Settings:
         out=out.resolve(),
         timeout=a.timeout or (300.0 if a.quick else 1800.0),
         raw_threads=a.raw_threads,
+        emulator_base=a.emulator_dir.resolve() if a.emulator_dir else None,
         migrate_workers=a.migrate_workers,
         migrate_hash=a.migrate_hash,
         scale=a.scale,
@@ -79,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
             session.log(f"{name}: MISSING ({exc}); its runs will fail")
     sc = Scenarios(session)
     wanted = settings.scenarios
-    for sid in ("S1", "S2", "S3"):
-        if sid in wanted or (sid == "S1" and "S5" in wanted):
-            sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted)
-    if "S4" in wanted:
-        sc.events_scenario()
-    if "S6" in wanted:
-        sc.inventory_scenario()
+    try:
+        for sid in ("S1", "S2", "S3"):
+            if sid in wanted or (sid == "S1" and "S5" in wanted):
+                sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted)
+        if "S4" in wanted:
+            sc.events_scenario()
+        if "S6" in wanted:
+            sc.inventory_scenario()
+    finally:
+        session.close()
     md, js, text, all_ok = write(session, machine_info())
     print()
     print(text)

@@ -42,8 +42,11 @@ class Drained:
         return {"count": self.count, "digest": self.digest, "seconds": round(self.seconds, 2)}
 
 
-def drain(host: str, subscription: str, expected: int, threads: int = 2, idle_pulls: int = 4) -> Drained:
+def drain(host: str, subscription: str, expected: int, threads: int = 1, idle_pulls: int = 4) -> Drained:
     """Pull and ack everything on the subscription.
+
+    One thread of unary pulls of 1,000 with an ack each is the fastest way through the emulator
+    (measured: two threads, pulling without acks, and streaming pull are all slower).
 
     Stops once `expected` messages arrived and a further pull comes back empty (so duplicates are
     counted too), or after `idle_pulls` empty pulls in a row per thread when fewer arrived.

@@ -1,7 +1,7 @@
 """The Pub/Sub ceiling: pre-built 1,000-message PublishRequests sent through the raw publish API
 from a few threads. Reading and building happen before the clock starts; the publish phase is timed
 here and reported on stdout as JSON ({"published": n, "publish_seconds": s}), since that phase is
-the emulator's own limit.
+the emulator's own limit; n counts the message ids the server returned.
 
     python -m bench.pubsub_raw --project P --topic T [--threads N] FILE.jsonl.gz ...
 """

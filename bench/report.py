@@ -159,6 +159,8 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
         f"Python {machine['python']}",
         f"- rounds: {s.rounds} (S6: {s.s6_rounds}), interleaved; seed {s.seed}"
         + (f"; sizes scaled by {s.scale}" if s.scale != 1.0 else ""),
+        f"- emulator data: {session.emulator_base.parent} (fake-gcs-server's filesystem backend; tmpfs when it is "
+        "/dev/shm, so the shared VM disk's flushes do not dominate)",
         f"- reproduce: `{s.command}`",
         f"- total bench time: {finished / 60:.1f} min",
         "",

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         strict: StrictOpt = False,
         seed: SeedOpt = 0,
         matches: MatchesOpt = False,
-        pull_timeout: PullTimeoutOpt = 5.0,
+        pull_timeout: PullTimeoutOpt = 2.0,
         empty_pulls: EmptyPullsOpt = 3,
         config: ConfigOpt = None,
         as_json: JsonOpt = False,

@@ -55,7 +55,7 @@ class DrainSettings:
     """How long to keep pulling. An empty pull costs up to `pull_timeout` seconds."""
 
     max_messages: int = 1000  # per pull call (Pub/Sub's maximum)
-    pull_timeout: float = 5.0
+    pull_timeout: float = 2.0
     empty_pulls: int = 3  # stop after this many empty pulls in a row
     max_seconds: float = 3600.0  # stop anyway after this long (the drain is then incomplete)
 

@@ -109,8 +109,18 @@ def raise_for_report(rep: VerifyReport) -> None:
     """VerificationFailed (exit 1) unless everything matched."""
     if rep.ok:
         return
+    why = []
+    if rep.objects.failures():
+        why.append(f"{rep.objects.failures():,} object problem(s)")
+    bad = [e.source for e in rep.events if not e.ok]
+    if bad:
+        why.append(f"events differ for {', '.join(bad)}")
+    if any(d.stopped == "timeout" for d in rep.drains):
+        why.append("draining stopped at its time limit")
+    if rep.foreign_is_error and any(d.foreign for d in rep.drains):
+        why.append("messages not written by migrate (--strict)")
     raise VerificationFailed(
-        f"plan {rep.plan_name}: verification found {rep.problems:,} problem(s); see {rep.files.get('md', '')}",
+        f"plan {rep.plan_name}: verification failed: {'; '.join(why)}; see {rep.files.get('md', '')}",
         f"the per-path listing is {rep.files.get('txt', '')}; resume with `migrate run` and verify again",
     )
 

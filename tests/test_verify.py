@@ -136,6 +136,7 @@ def test_cli_exit_codes_and_json(tmp_path, write_config, gcs_client, bucket, mon
     gcs_client.bucket(bucket).blob(w.name(sorted(w.objects)[0])).delete()
     bad = runner.invoke(app, ["verify", str(w.plan.path), "--config", cfg])
     assert bad.exit_code == 1
+    assert "verification failed: 1 object problem(s)" in bad.stderr and "wave1.verify.txt" in bad.stderr
     assert f"missing: {w.gs(sorted(w.objects)[0])}" in bad.stdout
 
     bad_deep = runner.invoke(app, ["verify", str(w.plan.path), "--config", cfg, "--deep", "lots"])

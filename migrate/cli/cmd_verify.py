@@ -18,7 +18,8 @@ DeepOpt = Annotated[
 ]
 ShowOpt = Annotated[int, typer.Option("--show", min=0, help="List up to N names or event ids per kind of problem.")]
 StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Extra objects under the prefixes are errors, not just reported.")
+    bool,
+    typer.Option("--strict", help="Extra objects under the prefixes, and messages not written by migrate, are errors."),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the --deep sample (same seed, same objects).")]
 PullTimeoutOpt = Annotated[

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -98,6 +99,45 @@ def _group_states(pgid: int) -> list[tuple[int, str]]:
     return members
 
 
+_REAPER_CODE = (
+    "import os, signal, sys\n"
+    "sys.stdin.buffer.read()\n"
+    "try:\n"
+    "    os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
+    "except OSError:\n"
+    "    pass\n"
+)
+
+
+class _Reaper:
+    """Kills an emulator's process group if this process dies without stopping it (even on SIGKILL).
+
+    A tiny Python process in its own session blocks reading a pipe whose only writer is this process;
+    when this process exits for any reason the pipe closes, the read returns and it kills the group.
+    A normal stop disarms it first (SIGKILL to the reaper), so it never signals a reused group id.
+    """
+
+    def __init__(self, pgid: int) -> None:
+        self._proc: subprocess.Popen | None = subprocess.Popen(
+            [sys.executable, "-S", "-c", _REAPER_CODE, str(pgid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def disarm(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+
 # --- fake-gcs-server ---------------------------------------------------------------------------
 
 
@@ -110,6 +150,7 @@ class GcsEmulator:
     log_path: Path
     binary: Path
     _proc: subprocess.Popen | None = field(default=None, repr=False)
+    _reaper: _Reaper | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -147,6 +188,7 @@ class GcsEmulator:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self._reaper = _Reaper(self._proc.pid)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -155,6 +197,7 @@ class GcsEmulator:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 self._proc = None
+                self._disarm()
                 raise MigrateError(
                     f"fake-gcs-server exited while starting on port {self.port}: {_tail(self.log_path)}",
                     f"see {self.log_path}; is the port taken or {self.root} not writable?",
@@ -168,9 +211,15 @@ class GcsEmulator:
             f"see {self.log_path}",
         )
 
+    def _disarm(self) -> None:
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.disarm()
+
     def stop(self) -> None:
         """Terminate gracefully (SIGTERM, then SIGKILL after a grace period). Data stays in `root`."""
         proc, self._proc = self._proc, None
+        self._disarm()
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
@@ -183,6 +232,7 @@ class GcsEmulator:
     def kill(self) -> None:
         """SIGKILL, as in an outage. `restart()` brings it back on the same port and root."""
         proc, self._proc = self._proc, None
+        self._disarm()
         if proc is None or proc.poll() is not None:
             return
         proc.kill()
@@ -225,6 +275,7 @@ class PubSubEmulator:
     log_path: Path
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _pgid: int | None = field(default=None, repr=False)
+    _reaper: _Reaper | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -266,6 +317,7 @@ class PubSubEmulator:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         self._pgid = self._proc.pid  # start_new_session: the leader's pid is the group id
+        self._reaper = _Reaper(self._pgid)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -317,6 +369,10 @@ class PubSubEmulator:
         """Terminate the whole process group (gcloud and its java child); SIGKILL what remains."""
         if self._pgid is None:
             return
+        # Disarm before the group can vanish, so the reaper never signals a reused group id.
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.disarm()
         self._signal_group(signal.SIGTERM)
         self._signal_group(signal.SIGCONT)  # a frozen group would never see the SIGTERM
         deadline = time.monotonic() + STOP_TIMEOUT

@@ -125,3 +125,34 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_emulators_die_with_their_owner_even_on_sigkill(tmp_path: Path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import json, sys, time\n"
+        "from pathlib import Path\n"
+        "from migrate.emulators import local_emulators\n"
+        "with local_emulators(Path(sys.argv[1])) as e:\n"
+        "    print(json.dumps([e.gcs_server.pid, *e.pubsub_server.processes()]), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "w")], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = json.loads(owner.stdout.readline())
+        assert len(pids) >= 3  # fake-gcs-server, gcloud, java
+        assert all(_state_or_gone(p) not in ("Z", "gone") for p in pids)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    for _ in range(300):  # the reapers act within moments; bounded wait, not a timing assertion
+        alive = [p for p in pids if _state_or_gone(p) not in ("Z", "gone")]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert alive == [], [_cmdline(p) for p in alive]

@@ -157,7 +157,9 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
         f"- machine: {machine['cores']} cores ({machine['cpu']}), {mem:.1f} GiB memory, Linux {machine['kernel']}",
         f"- tools: migrate {machine['migrate']}, {machine['rclone']}, Google Cloud SDK {machine['gcloud']}, "
         f"Python {machine['python']}",
-        f"- rounds: {s.rounds} (S6: {s.s6_rounds}), interleaved; seed {s.seed}"
+        "- rounds (interleaved, a fresh emulator for every run): "
+        + ", ".join(f"{k} {v}" for k, v in s.rounds.items() if k in s.scenarios or (k == "S1" and "S5" in s.scenarios))
+        + f"; seed {s.seed}"
         + (f"; sizes scaled by {s.scale}" if s.scale != 1.0 else ""),
         f"- emulator data: {session.emulator_base.parent} (fake-gcs-server's filesystem backend; tmpfs when it is "
         "/dev/shm, so the shared VM disk's flushes do not dominate)",

@@ -61,8 +61,7 @@ class Result:
 @dataclass
 class Settings:
     quick: bool
-    rounds: int
-    s6_rounds: int
+    rounds: dict[str, int]  # per scenario: S1 (with S5), S2, S3, S4, S6
     seed: int
     scenarios: list[str]
     work: Path

@@ -120,7 +120,7 @@ class Scenarios:
 
     def object_scenario(self, sid: str, with_s5: bool) -> None:
         ds = self.dataset(sid)
-        for rnd in range(1, self.s.rounds + 1):
+        for rnd in range(1, self.s.rounds[sid] + 1):
             for tool in OBJECT_TOOLS:
                 self._object_run(sid, ds, tool, rnd, with_s5)
 
@@ -233,7 +233,7 @@ class Scenarios:
 
     def events_scenario(self) -> None:
         ds = self.dataset("S4")
-        for rnd in range(1, self.s.rounds + 1):
+        for rnd in range(1, self.s.rounds["S4"] + 1):
             for tool in EVENT_TOOLS:
                 self._events_run(ds, tool, rnd)
 
@@ -309,7 +309,7 @@ class Scenarios:
     def inventory_scenario(self) -> None:
         ds = self.dataset("S6")
         expected_lines = ds.files + int(ds.info["dirs"])
-        for rnd in range(1, self.s.s6_rounds + 1):
+        for rnd in range(1, self.s.rounds["S6"] + 1):
             for tool in ("migrate", "find"):
                 label = S6_LABELS[tool]
                 wd = self.x.workdir("S6", rnd, tool)

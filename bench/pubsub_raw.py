@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     publisher = pubsub_v1.PublisherClient()
     topic = publisher.topic_path(args.project, args.topic)
+    # Plain protobuf messages (proto-plus wrappers cost 5x more to build), wrapped once per request.
+    message_pb, request_pb = PubsubMessage.pb(), PublishRequest.pb()
     requests: list[PublishRequest] = []
-    batch: list[PubsubMessage] = []
+    batch: list = []
     for name in args.files:
         with gzip.open(name, "rb") as fh:
             for line in fh:
@@ -39,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not line:
                     continue
                 event_id = json.loads(line)["event_id"]
-                batch.append(PubsubMessage(data=line, attributes={"event_id": str(event_id)}))
+                batch.append(message_pb(data=line, attributes={"event_id": str(event_id)}))
                 if len(batch) == PER_REQUEST:
-                    requests.append(PublishRequest(topic=topic, messages=batch))
+                    requests.append(PublishRequest.wrap(request_pb(topic=topic, messages=batch)))
                     batch = []
     if batch:
-        requests.append(PublishRequest(topic=topic, messages=batch))
+        requests.append(PublishRequest.wrap(request_pb(topic=topic, messages=batch)))
     api = publisher.api
     acked = [0] * args.threads
     errors: list[BaseException] = []

@@ -66,6 +66,7 @@ def machine_info() -> dict:
     except peers.PeerMissing:
         gcloud = "missing"
     return {
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
         "memory_bytes": mem,
         "cpu": cpu,
@@ -154,7 +155,8 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
     lines = [
         f"# Benchmarks {time.strftime('%Y-%m-%d')}" + (" (quick mode: smoke test, sizes are tiny)" if s.quick else ""),
         "",
-        f"- machine: {machine['cores']} cores ({machine['cpu']}), {mem:.1f} GiB memory, Linux {machine['kernel']}",
+        f"- machine: {machine['cores']} cores ({machine['cpu']}), {mem:.1f} GiB memory, Linux {machine['kernel']}; "
+        f"load average at start {session.load_at_start[0]:.2f}, at end {machine['load_average'][0]:.2f}",
         f"- tools: migrate {machine['migrate']}, {machine['rclone']}, Google Cloud SDK {machine['gcloud']}, "
         f"Python {machine['python']}",
         "- rounds (interleaved, a fresh emulator for every run): "

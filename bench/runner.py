@@ -84,6 +84,7 @@ class Session:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.results: list[Result] = []
         self.started = time.monotonic()
+        self.load_at_start = os.getloadavg()
         self.emulator_base = (settings.emulator_base or default_emulator_base() or self.run_dir) / f"gcs-{stamp}"
 
     def emulator_root(self, scenario: str, rnd: int, tool: str) -> Path:

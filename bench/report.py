@@ -32,6 +32,21 @@ TARGETS = [
     ("S4", "PublisherClient loop", 3.0, "issue 5: at least 3x the events/s of a default PublisherClient loop"),
     ("S5-verify", "rclone check", 1.0, "issue 6: verify the mixed catalog no slower than rclone check"),
 ]
+NOTES = {
+    "S1": "migrate's row times `migrate run` of a plan made beforehand; its inventory and plan are the "
+    "preparation rows. The raw floor streams each file as one simple media upload from 8 threads over "
+    "keep-alive connections: no checksums, metadata, retries or ledger.",
+    "S4": "Every tool publishes the line as the message data. The PublisherClient loop adds an event_id "
+    "attribute; migrate adds event_id, event_time, source, plan_id and listener. migrate's run is checked by "
+    "draining the verification subscription (count and a digest of every message's data); the loop and "
+    "the ceiling by the message ids the emulator returned.",
+    "S5-verify": "rclone check reads and hashes (MD5) every local file and compares with the listing; migrate "
+    "verify lists the bucket once and compares sizes and CRC32Cs with the plan's manifest and the run's ledger.",
+    "S5-noop": "A no-op run must leave every object at its generation; any rewrite fails the run. migrate "
+    "knows from its ledger that the plan is done; rclone and gcloud list the destination and stat every file.",
+    "S6": "find prints one line per file and directory; migrate inventory also records every file in its "
+    "SQLite ledger.",
+}
 RSS_LIMIT = 300 * 1000**2  # issue 2: inventory of 1,000,000 files under 300 MB peak RSS
 
 
@@ -205,6 +220,8 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
                     f"{_fmt_rate(ceiling['metrics']['events_per_s_publish_phase'])} events/s. "
                     "The events/s column divides by each tool's whole wall time, process start included.",
                 ]
+        if sid in NOTES:
+            lines += ["", NOTES[sid]]
         errors = [(r["tool"], e) for r in group for e in r.get("errors", [])]
         if errors:
             lines += ["", "Failed runs:", ""] + [f"- {tool}, {e}" for tool, e in errors]

@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.peers import PeerMissing, ensure_rclone, gcloud
+from bench.peers import PeerMissing, ensure_gnu_time, ensure_rclone, gcloud
 from bench.runner import REPO, Session, Settings
 
 ALL = ["S1", "S2", "S3", "S4", "S5", "S6"]
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             session.log(f"{name}: {find()}")
         except PeerMissing as exc:
             session.log(f"{name}: MISSING ({exc}); its runs will fail")
+    if not ensure_gnu_time():
+        session.log("GNU time (/usr/bin/time) is missing: peak RSS may include the harness's own memory")
     sc = Scenarios(session)
     wanted = settings.scenarios
     try:

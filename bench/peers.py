@@ -14,21 +14,35 @@ class PeerMissing(Exception):
     """A peer tool is not installed and could not be installed."""
 
 
+def _apt_install(package: str) -> None:
+    """Install a Debian package when we are root (apt-get update only if the first try fails)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    if subprocess.run(["apt-get", "install", "-y", "-qq", package], **quiet).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], **quiet)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], **quiet)
+
+
 def ensure_rclone(install: bool = True) -> str:
     """Path of rclone; installs the Debian package when missing and we are root."""
     path = shutil.which("rclone")
+    if not path and install:
+        _apt_install("rclone")
+        path = shutil.which("rclone")
     if path:
         return path
-    if install and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-        if subprocess.run(["apt-get", "install", "-y", "-qq", "rclone"], **quiet).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], **quiet)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "rclone"], **quiet)
-        path = shutil.which("rclone")
-        if path:
-            return path
     raise PeerMissing("rclone is not installed (apt-get install rclone, or `make setup`)")
+
+
+def ensure_gnu_time(install: bool = True) -> str | None:
+    """Path of GNU time (/usr/bin/time), which measure.py starts tools through; installs it if it can."""
+    path = shutil.which("time", path="/usr/bin:/bin")
+    if not path and install:
+        _apt_install("time")
+        path = shutil.which("time", path="/usr/bin:/bin")
+    return path
 
 
 def gcloud() -> str:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not
 from bench import datasets  # noqa: E402
 from bench.gcs import check_bucket  # noqa: E402
 from bench.measure import run_measured  # noqa: E402
+from bench.peers import ensure_gnu_time  # noqa: E402
 from bench.report import summarize, targets  # noqa: E402
 from bench.runner import REPO, Result  # noqa: E402
 
@@ -97,6 +98,7 @@ def test_destination_check_fails_a_tool_that_copied_nothing_or_part(emulators, b
 
 
 def test_measurement_sees_a_childs_memory_and_not_the_harness(tmp_path: Path) -> None:
+    assert ensure_gnu_time(), "GNU time is needed for exact peak RSS (apt-get install time)"
     hog = run_measured(
         [sys.executable, "-c", "x = bytearray(150 * 2**20); x[::4096] = b'1' * len(x[::4096])"],
         env={"PATH": "/usr/bin:/bin"},

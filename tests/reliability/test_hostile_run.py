@@ -10,6 +10,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,29 @@ from relkit import (
     drain,
     estate_config,
     kill_group,
+    known_bug,
     run_cli,
     start_cli,
 )
 
 from migrate.hashing import crc32c_of_bytes
 
+
+def unique_name(prefix: str) -> str:
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
 PLAN = "h1"
+SOURCE_CHANGED_EXIT = (
+    "migrate/transfer/run.py _status(): a run whose planned files were not copied (source-changed) ends 'ok',"
+    " exit 0, while `migrate verify` reports them missing (exit 1)"
+)
+TRUNCATED_GZIP_SKIPPED = (
+    "migrate/planning/diff.py classify_events(): a truncated gzip is skipped whole as 'anomalous-log', so its"
+    " complete events before the cut are never replayed, and verify does not expect them"
+)
 
 
 def _inventory_and_plan(cfg: Path, name: str = PLAN) -> dict:
@@ -55,49 +72,106 @@ def hostile(tmp_path, emulators, bucket, topic):
     return est, audit
 
 
-def test_hostile_estate_end_to_end(hostile, gcs_client, bucket):
-    est, audit = hostile
+@dataclass
+class HostileRun:
+    est: object
+    bucket: str
+    run: object
+    verify: object
+    rerun: object
+    objects: dict
+    ids: Counter
+    ids_after_rerun: list
+    quarantine: list
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory, emulators, gcs_client) -> HostileRun:
+    """One full inventory -> plan -> run -> verify -> run again of the hostile estate, judged by several tests."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    bucket, topic = unique_name("b"), unique_name("topic")
+    gcs_client.create_bucket(bucket)
+    from migrate import clients, names
+
+    pub, sub = clients.publisher_client(), clients.subscriber_client()
+    try:
+        tp = pub.topic_path(emulators.project, topic)
+        pub.create_topic(name=tp)
+        sub.create_subscription(
+            name=sub.subscription_path(emulators.project, names.verification_subscription(topic)), topic=tp
+        )
+    finally:
+        sub.close()
+    est = build_hostile_estate(tmp / "dc", bucket=bucket, topic=topic, csv_topic=topic)
+    audit = create_audit_subscription(emulators.project, topic, f"{topic}-audit")
     _inventory_and_plan(est.config)
-    res = run_cli("run", "--config", est.config, PLAN, "--json")
-    assert res.returncode == 0, str(res)
-    assert_no_traceback(res)
-    summary = res.json()
-
-    # objects: every good file byte for byte (0-byte files too), nothing else
-    got = _objects(gcs_client, bucket)
-    want = {"audio/" + rel: data for rel, data in est.good_files.items()}
-    assert got == want
-
-    # events: every valid event once, with its id; bad records quarantined with their raw bytes
-    msgs = drain(audit)
-    ids = Counter(m["attributes"]["event_id"] for m in msgs)
-    assert set(ids) == set(est.jsonl_valid_ids) | set(est.csv_valid_ids)
-    assert max(ids.values()) == 1  # no crash, no retry: no duplicate
+    run = run_cli("run", "--config", est.config, PLAN, "--json")
+    objects = _objects(gcs_client, bucket)
+    ids = Counter(m["attributes"]["event_id"] for m in drain(audit))
+    verify = run_cli("verify", "--config", est.config, PLAN, "--json")
+    rerun = run_cli("run", "--config", est.config, PLAN, "--json")
+    again = [m["attributes"]["event_id"] for m in drain(audit, idle_rounds=1)]
     plan_id = json.loads((est.root / "plans" / f"{PLAN}.plan.json").read_text())["plan_id"]
     qpath = est.root / "state" / "quarantine" / f"{plan_id}.jsonl"
-    entries = [json.loads(line) for line in qpath.read_text().splitlines()]
-    assert len(entries) == est.jsonl_bad + est.jsonl_oversized + est.csv_bad, entries
-    by_reason = Counter("10 MB" in e["reason"] for e in entries)
-    assert by_reason[True] == est.jsonl_oversized
-    for e in entries:
-        assert {"file", "line", "offset", "reason", "raw_b64"} <= set(e)
-    raws = {base64.b64decode(e["raw_b64"]) for e in entries}
-    assert b"not json at all" in raws and b"only-two,columns" in raws
-    huge = next(e for e in entries if "10 MB" in e["reason"])
-    assert huge["line"] == 21
-    assert len(base64.b64decode(huge["raw_b64"])) > 0
-    text = json.dumps(summary)
-    assert str(len(entries)) in text  # the run reports how many it quarantined
+    quarantine = [json.loads(line) for line in qpath.read_text().splitlines()] if qpath.exists() else []
+    return HostileRun(est, bucket, run, verify, rerun, objects, ids, again, quarantine)
 
-    # the truncated gzip is reported, and the run is honest about the rest
-    verify = run_cli("verify", "--config", est.config, PLAN, "--json")
-    assert_no_traceback(verify)
-    assert verify.returncode == 0, str(verify)
-    # a second run moves nothing
-    again = run_cli("run", "--config", est.config, PLAN, "--json")
-    assert again.returncode == 0, str(again)
-    assert not drain(audit, idle_rounds=1)
-    assert _objects(gcs_client, bucket) == want
+
+def test_hostile_run_exits_cleanly(hostile_run):
+    r = hostile_run
+    assert r.run.returncode == 0, str(r.run)
+    assert_no_traceback(r.run)
+    assert r.verify.returncode == 0, str(r.verify)
+    assert_no_traceback(r.verify)
+
+
+def test_good_files_arrive_byte_for_byte_and_nothing_else(hostile_run):
+    r = hostile_run
+    want = {"audio/" + rel: data for rel, data in r.est.good_files.items()}
+    assert r.objects == want  # 0-byte files included; anomalies, FIFO and links not uploaded
+
+
+def test_bad_event_records_are_quarantined_with_their_raw_bytes(hostile_run):
+    r = hostile_run
+    est = r.est
+    jsonl = [e for e in r.quarantine if e["file"].endswith("a.jsonl.gz")]
+    csv = [e for e in r.quarantine if e["file"].endswith(".csv")]
+    assert len(jsonl) == 3 + est.jsonl_oversized, jsonl
+    assert len(csv) == est.csv_bad, csv
+    for e in r.quarantine:
+        assert {"file", "line", "offset", "reason", "raw_b64"} <= set(e)
+    raws = {base64.b64decode(e["raw_b64"]) for e in r.quarantine}
+    assert b"not json at all" in raws and b"only-two,columns" in raws and b'{"event_id": "broken", "ts": ' in raws
+    (huge,) = [e for e in jsonl if "10 MB" in e["reason"]]
+    assert huge["line"] == 21 and base64.b64decode(huge["raw_b64"]).startswith(b'{"event_id":"evt-huge"')
+    summary = r.run.json()
+    assert summary["events"]["quarantined"] == len(r.quarantine)
+
+
+def test_valid_events_arrive_once_with_their_ids(hostile_run):
+    r = hostile_run
+    expected = set(r.est.jsonl_valid_ids) - {i for i in r.est.jsonl_valid_ids if i.startswith("evt-t-")}
+    expected |= set(r.est.csv_valid_ids)
+    assert expected <= set(r.ids)
+    assert max(r.ids.values()) == 1  # no crash, no retry: no duplicate
+    assert "evt-huge" not in r.ids
+
+
+def test_truncated_gzip_events_before_the_cut_arrive(hostile_run):
+    """A truncated log is an anomaly, but the complete events before the cut are data: they must arrive,
+    and the torn tail is quarantined."""
+    r = hostile_run
+    before_cut = {i for i in r.est.jsonl_valid_ids if i.startswith("evt-t-")}
+    assert len(before_cut) > 100
+    missing = before_cut - set(r.ids)
+    known_bug(not missing, TRUNCATED_GZIP_SKIPPED + f" ({len(missing)} of {len(before_cut)} never arrived)")
+    assert any(e["file"] == str(r.est.truncated_log) for e in r.quarantine)
+
+
+def test_second_run_moves_nothing(hostile_run):
+    r = hostile_run
+    assert r.rerun.returncode == 0, str(r.rerun)
+    assert r.ids_after_rerun == []
 
 
 def test_file_deleted_between_inventory_and_run_is_reported(hostile, gcs_client, bucket):
@@ -106,15 +180,15 @@ def test_file_deleted_between_inventory_and_run_is_reported(hostile, gcs_client,
     (est.tree / "plain.ogg").unlink()
     res = run_cli("run", "--config", est.config, PLAN, "--json")
     assert_no_traceback(res)
-    assert res.returncode == 1, str(res)
-    assert "plain.ogg" in res.output
     got = _objects(gcs_client, bucket)
     assert "audio/plain.ogg" not in got
     assert got["audio/empty.ogg"] == b""  # the rest arrived
     row = _ledger(est.config).execute("SELECT state, last_error FROM items WHERE relpath='plain.ogg'").fetchone()
-    assert row["state"] != "done", dict(row)
+    assert row["state"] == "source-changed", dict(row)
+    assert "plain.ogg" in res.output
     verify = run_cli("verify", "--config", est.config, PLAN)
     assert verify.returncode == 1 and "plain.ogg" in verify.output, str(verify)
+    known_bug(res.returncode == 1, SOURCE_CHANGED_EXIT)  # a planned file was not copied: not a success
 
 
 def test_planned_file_replaced_by_a_fifo_does_not_hang(hostile, gcs_client, bucket):
@@ -125,11 +199,11 @@ def test_planned_file_replaced_by_a_fifo_does_not_hang(hostile, gcs_client, buck
     os.mkfifo(victim)
     res = run_cli("run", "--config", est.config, PLAN, "--json", timeout=120)
     assert_no_traceback(res)
-    assert res.returncode == 1, str(res)
-    assert "space and # hash?.ogg" in res.output
     got = _objects(gcs_client, bucket)
     assert "audio/space and # hash?.ogg" not in got
     assert got["audio/plain.ogg"] == b"OggS plain"
+    assert "space and # hash?.ogg" in res.output
+    known_bug(res.returncode == 1, SOURCE_CHANGED_EXIT)  # a planned file was not copied: not a success
 
 
 def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, gcs_client, bucket, topic, started):
@@ -155,15 +229,13 @@ def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, 
     _inventory_and_plan(cfg)
     proc, out, err = start_cli("run", "--config", cfg, PLAN, "--json", log_dir=tmp_path / "logs")
     started.append(proc)
-    conn = _ledger(cfg)
     deadline = time.monotonic() + 60
-    # wait until the large upload is under way (a resumable session is recorded), then rewrite the file
+    # wait until the large upload is under way (its first part objects exist), then rewrite the file
     while proc.poll() is None and time.monotonic() < deadline:
-        row = conn.execute("SELECT upload_url, state FROM items WHERE relpath='master.flac'").fetchone()
-        if row and (row["upload_url"] or row["state"] != "pending"):
+        if any(True for _ in gcs_client.list_blobs(bucket, prefix=".migrate-parts/", max_results=1)):
             break
         time.sleep(0.05)
-    time.sleep(0.5)
+    assert proc.poll() is None, "the upload finished before the file could be modified"
     with open(tree / "master.flac", "r+b") as fh:  # same size, new bytes: only the content tells
         fh.seek(size // 2)
         fh.write(os.urandom(size // 2))
@@ -174,12 +246,15 @@ def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, 
             kill_group(proc)
     stdout, stderr = out.read_text(), err.read_text()
     assert "Traceback" not in stderr, stderr
-    assert proc.returncode == 1, stdout + stderr
-    assert "master.flac" in stdout + stderr
     blob = gcs_client.bucket(bucket).get_blob("audio/master.flac")
     if blob is not None:  # if anything landed, it is the planned content, never a mix
         assert blob.crc32c == crc32c_of_bytes(original)
     assert gcs_client.bucket(bucket).blob("audio/small.ogg").download_as_bytes() == b"OggS small"
+    row = _ledger(cfg).execute("SELECT state FROM items WHERE relpath='master.flac'").fetchone()
+    assert row["state"] == "source-changed"
+    assert "master.flac" in stdout + stderr
+    assert not list(gcs_client.list_blobs(bucket, prefix=".migrate-parts/"))  # no part left behind
+    known_bug(proc.returncode == 1, SOURCE_CHANGED_EXIT)  # a planned file was not copied: not a success
 
 
 def test_missing_targets_are_each_named_by_preflight_and_run(tmp_path, emulators, gcs_client, bucket, topic):

@@ -197,7 +197,15 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
             continue
         key, unit = THROUGHPUT.get(sid, (None, None))
         head = ["tool", "ok", "wall", "CPU", "peak RSS"] + ([unit] if unit else []) + ["x migrate"]
-        lines += [f"## {sid}: {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [f"## {sid}: {title}", ""]
+        info = session.datasets.get("S1" if sid.startswith("S5") else sid)
+        if info:
+            size = f"{info['bytes'] / 2**20:,.1f} MiB"
+            what = f"{info['files']:,} files, {size}"
+            if "events" in info:
+                what = f"{info['events']:,} events in {what} gzipped"
+            lines += [f"Data: {what}.", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in sorted(group, key=lambda r: r["aux"]):
             cells = [
                 r["tool"] + (" (preparation)" if r["aux"] else ""),

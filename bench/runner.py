@@ -85,6 +85,7 @@ class Session:
         self.results: list[Result] = []
         self.started = time.monotonic()
         self.load_at_start = os.getloadavg()
+        self.datasets: dict[str, dict] = {}  # scenario -> dataset.json of the data it ran on
         self.emulator_base = (settings.emulator_base or default_emulator_base() or self.run_dir) / f"gcs-{stamp}"
 
     def emulator_root(self, scenario: str, rnd: int, tool: str) -> Path:

@@ -96,17 +96,16 @@ class Scenarios:
     def dataset(self, sid: str) -> datasets.Dataset:
         p, seed = self.size[sid], self.s.seed
         self.x.log(f"{sid}: preparing data {p}")
-        if sid == "S1":
-            return datasets.mixed_catalog(self.data_dir, seed=seed, **p)
-        if sid == "S2":
-            return datasets.small_files(self.data_dir, seed=seed, **p)
-        if sid == "S3":
-            return datasets.large_files(self.data_dir, seed=seed, **p)
-        if sid == "S4":
-            return datasets.event_logs(self.data_dir, seed=seed, **p)
-        if sid == "S6":
-            return datasets.inventory_tree(self.data_dir, seed=seed, **p)
-        raise ValueError(sid)
+        make = {
+            "S1": datasets.mixed_catalog,
+            "S2": datasets.small_files,
+            "S3": datasets.large_files,
+            "S4": datasets.event_logs,
+            "S6": datasets.inventory_tree,
+        }[sid]
+        ds = make(self.data_dir, seed=seed, **p)
+        self.x.datasets[sid] = ds.info
+        return ds
 
     def _transfer(self) -> dict:
         t: dict = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def run_demo(
     workers: int = 8,
     on_stage: StageCallback | None = None,
     report: Reporter = null_reporter,
+    run_progress: Callable[[], AbstractContextManager[Reporter]] | None = None,
 ) -> DemoResult:
     from migrate.config import load_config
     from migrate.datagen import generate
@@ -89,7 +91,9 @@ def run_demo(
 
         t = time.monotonic()
         options = RunOptions(workers=workers)
-        _done(result, stage, "run", run_plan(cfg, result.plan_path, options=options, report=report), t)
+        with run_progress() if run_progress else nullcontext(report) as run_report:
+            summary = run_plan(cfg, result.plan_path, options=options, report=run_report)
+        _done(result, stage, "run", summary, t)
 
         t = time.monotonic()
         verdict = verify_plan(cfg, result.plan_path, deep="5%", report=report)

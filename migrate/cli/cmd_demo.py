@@ -13,7 +13,7 @@ from migrate.cli.common import JsonOpt, errors_to_exit, print_json
 from migrate.units import format_bytes
 
 # stage -> the command module whose `show(result)` renders it
-_RENDERERS = {"inventory": "cmd_inventory", "plan": "cmd_plan", "run": "cmd_run", "verify": "cmd_verify"}
+_RENDERERS = {"plan": "cmd_plan", "verify": "cmd_verify"}
 
 
 def register(app: typer.Typer) -> None:
@@ -47,11 +47,26 @@ def register(app: typer.Typer) -> None:
                 render.info(f"fake-gcs-server at {result.gcs}, Pub/Sub emulator at {result.pubsub}")
             elif name == "provision":
                 render.info(str(getattr(result, "summary", lambda: result)()))
+            elif name == "inventory":
+                from migrate.cli.cmd_inventory import show
+
+                show(result, brief=True)
+            elif name == "run":
+                from migrate.cli.cmd_run import show
+
+                show(result.to_dict())
             elif name in _RENDERERS:
                 module = importlib.import_module(f"migrate.cli.{_RENDERERS[name]}")
                 module.show(result)
 
-        result = run_demo(workdir, scale=scale, seed=seed, workers=workers, on_stage=on_stage)
+        def run_progress():
+            from migrate.cli.progress_view import RunProgress, mode_for
+
+            return RunProgress(mode_for(as_json=as_json, quiet=False))
+
+        result = run_demo(
+            workdir, scale=scale, seed=seed, workers=workers, on_stage=on_stage, run_progress=run_progress
+        )
         if as_json:
             print_json(result.to_dict())
         else:

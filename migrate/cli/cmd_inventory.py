@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             show(result)
 
 
-def show(r: InventoryReport) -> None:
+def show(r: InventoryReport, *, brief: bool = False) -> None:
     render.table(
         f"Catalog (snapshot {r.snapshot_id}{', hashed' if r.hashed else ''}, {r.seconds:.1f}s)",
         ["source", "files", "bytes", "added", "changed", "removed", "rehashed", "symlinks", "anomalies", "excluded"],
@@ -58,7 +58,7 @@ def show(r: InventoryReport) -> None:
         ],
         right=["files", "bytes", "added", "changed", "removed", "rehashed", "symlinks", "anomalies", "excluded"],
     )
-    for c in r.catalog:
+    for c in [] if brief else r.catalog:
         if c.files:
             render.table(
                 f"{c.name}: size distribution",
@@ -110,7 +110,7 @@ def show(r: InventoryReport) -> None:
             ],
             right=["files", "bytes", "events", "malformed", "oversized", "anomalies"],
         )
-        for x in r.listeners:
+        for x in [] if brief else r.listeners:
             rows = [(a["path"], "-", a["reason"]) for a in x.anomalies] + [
                 (m["path"], m["line"], m["reason"]) for m in x.malformed_examples
             ]

@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result.to_dict())
         elif not quiet:
-            _show(result)
+            show(result)
 
 
-def _show(result) -> None:
+def show(result) -> None:
     from rich.markup import escape
 
     from migrate.cli import render

@@ -81,11 +81,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(rep.to_dict())
         elif not quiet:
-            _show(rep)
+            show(rep)
         raise_for_report(rep)
 
 
-def _show(rep) -> None:
+def show(rep) -> None:
     from rich.markup import escape
 
     from migrate.cli import render

@@ -31,8 +31,17 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], 
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left", overflow="fold")
     for row in rows:
-        t.add_row(*(Text("" if v is None else str(v)) for v in row))  # cells are data (file names), never markup
+        # cells are data (file names), never markup; very long names keep their head and tail
+        t.add_row(*(Text(shorten("" if v is None else str(v))) for v in row))
     console.print(t)
+
+
+def shorten(text: str, limit: int = 100) -> str:
+    """Middle-elide a long cell so a 1,000-byte object name doesn't fill the screen (--json has it whole)."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 1) // 2
+    return text[:keep] + "…" + text[-keep:]
 
 
 class _Spinner:

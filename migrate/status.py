@@ -39,6 +39,7 @@ class PlanStatus:
     retries: int = 0
     runs: int = 0
     last_run: LastRun | None = None
+    last_copy_rate: float | None = None  # bytes/s of the newest run that copied anything
 
     @property
     def complete(self) -> bool:
@@ -97,6 +98,11 @@ def _plan_status(conn, plan_id: str, name: str, path: str) -> PlanStatus:
     last = conn.execute("SELECT * FROM runs WHERE plan_id=? ORDER BY run_id DESC LIMIT 1", (plan_id,)).fetchone()
     if last is not None:
         ps.last_run = _last_run(last)
+    copied = conn.execute(
+        "SELECT * FROM runs WHERE plan_id=? AND bytes > 0 ORDER BY run_id DESC LIMIT 1", (plan_id,)
+    ).fetchone()
+    if copied is not None:
+        ps.last_copy_rate = _last_run(copied).rate
     return ps
 
 

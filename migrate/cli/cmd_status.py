@@ -30,46 +30,35 @@ def show(doc: dict) -> None:
     if not doc["plans"]:
         render.info("No plan has been run yet (see `migrate plan` and `migrate run`).")
         return
-    rows = []
     for p in doc["plans"]:
         o, b, e = p["objects"], p["object_bytes"], p["event_files"]
-        last = p.get("last_run") or {}
-        rate = last.get("rate")
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"])) if last else "-"
-        rows.append(
+        rows = [
             (
-                p["name"],
-                f"{o.get('done', 0):,}",
-                f"{o.get('pending', 0):,}",
-                f"{o.get('failed', 0):,}",
-                f"{o.get('source-changed', 0):,}",
-                f"{o.get('conflict', 0):,}",
-                f"{format_bytes(b.get('done', 0))} / {format_bytes(sum(b.values()))}",
-                f"{p['retries']:,}",
-                f"{sum(e.values()) - e.get('pending', 0) - e.get('failed', 0)}/{sum(e.values())}",
-                f"{p['events_published']:,}",
-                f"{p['quarantined']:,}",
-                f"{last.get('status', '-')} {when}",
-                f"{format_bytes(rate)}/s" if rate else "-",
-            )
-        )
-    render.table(
-        "Plans",
-        [
-            "plan",
-            "done",
-            "pending",
-            "failed",
-            "source-changed",
-            "conflict",
-            "bytes done",
-            "retries",
-            "log files",
-            "events",
-            "quarantined",
-            "last run",
-            "rate",
-        ],
-        rows,
-        right=["done", "pending", "failed", "source-changed", "conflict", "retries", "events", "quarantined", "rate"],
-    )
+                "objects done",
+                f"{o.get('done', 0):,} ({format_bytes(b.get('done', 0))} of {format_bytes(sum(b.values()))})",
+            ),
+            ("objects pending", f"{o.get('pending', 0):,}"),
+            ("objects failed (next run retries)", f"{o.get('failed', 0):,}"),
+            ("objects source-changed (re-plan)", f"{o.get('source-changed', 0):,}"),
+            ("objects in conflict", f"{o.get('conflict', 0):,}"),
+            ("retries", f"{p['retries']:,}"),
+        ]
+        if sum(e.values()):
+            rows += [
+                ("log files done / all", f"{e.get('done', 0):,} / {sum(e.values()):,}"),
+                ("events published", f"{p['events_published']:,}"),
+                ("events quarantined", f"{p['quarantined']:,}"),
+                ("max possible duplicate events", f"{p['max_possible_duplicates']:,}"),
+            ]
+        last = p.get("last_run")
+        if last:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["started_at"]))
+            rows.append(("runs", f"{p['runs']} (last: #{last['run_id']} {last['status']}, started {when})"))
+            if last.get("rate") is not None:
+                rows.append(("last run's copy rate", f"{format_bytes(last['rate'])}/s"))
+            if p.get("last_copy_rate") and not last.get("rate"):
+                rows.append(("rate of the last run that copied", f"{format_bytes(p['last_copy_rate'])}/s"))
+            if last.get("events_per_second"):
+                rows.append(("last run's events/s", f"{last['events_per_second']:,.0f}"))
+        state = "complete" if p["complete"] else "not complete"
+        render.table(f"Plan {p['name']} ({p['plan_id']}): {state}", ["", "value"], rows, right=["value"])

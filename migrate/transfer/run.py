@@ -156,8 +156,8 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
     from migrate.clients import gcs_client as make_client
     from migrate.targets.gcs import Gcs
 
-    client = gcs_client or make_client(cfg.project.id, pool_size=workers + 4)
-    gcs = Gcs(client, timeout=cfg.transfer.timeout)
+    client = gcs_client or make_client(cfg.project.id, pool_size=4)
+    gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
     result = copy_objects(
         conn,

@@ -117,6 +117,8 @@ def test_sigkill_at_seeded_moments_then_resume(tmp_path, write_config, bucket, g
             assert final[name][2] == generation, name
     conn = connect(cfg.project.state_dir)
     rows = conn.execute("SELECT relpath, state, generation FROM items WHERE kind='object'").fetchall()
+    runs = [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY run_id")]
     conn.close()
+    assert runs.count("killed") == kills and runs[-1] == "ok"
     assert all(r["state"] == "done" and r["generation"] == final[f"c/{r['relpath']}"][2] for r in rows)
     assert _listing(gcs, bucket, PARTS_PREFIX) == {}

@@ -328,3 +328,19 @@ def clients_for(url: str):
     finally:
         if old is not None:
             os.environ[clients.STORAGE_EMULATOR_ENV] = old
+
+
+def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
+    import fcntl
+
+    from migrate.errors import UsageError
+    from migrate.planning.planfile import load_plan
+
+    plan = setup.plan()
+    lock = Path(setup.cfg.project.state_dir) / f"run-{load_plan(plan).plan_id}.lock"
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(UsageError) as err:
+            setup.run(plan)
+        assert "another `migrate run`" in err.value.message
+    assert setup.run(plan).status == "ok"

@@ -88,6 +88,8 @@ class RunProgress:
                 c.event_files = int(d.get("files", 0))
                 c.events_total = int(d.get("events", 0))
                 self._started = time.monotonic()
+                self._samples.clear()
+                self._samples.append((self._started, c.bytes_sent, c.events))
             elif kind == "finish":
                 c.phase = "finished"
 

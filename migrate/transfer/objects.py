@@ -794,13 +794,15 @@ def copy_objects(
     stop: threading.Event,
     abort: threading.Event,
     retry_sleep: Callable[[float], None] | None = None,
+    summary: ObjectsSummary | None = None,
 ) -> ObjectsSummary:
     """Copy every pending or failed object item of the plan; the ledger is current when this returns.
 
     `stop` set: take no new items, let in-flight ones finish. KeyboardInterrupt (a second Ctrl-C):
-    record what has finished, set `abort` so streaming requests die, and re-raise.
+    record what has finished, set `abort` so streaming requests die, and re-raise (`summary`, if
+    given, holds the counts so far).
     """
-    summary = ObjectsSummary()
+    summary = summary if summary is not None else ObjectsSummary()
     started = time.monotonic()
     copier = Copier(
         gcs, cfg.transfer, plan.plan_id, throttle=throttle, report=report, abort=abort, retry_sleep=retry_sleep
@@ -836,6 +838,7 @@ def copy_objects(
         abort.set()
         ex.shutdown(wait=False)
         d.ledger.flush()
+        summary.elapsed = time.monotonic() - started
         raise
     ex.shutdown(wait=True)
     d.ledger.flush()

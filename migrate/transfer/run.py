@@ -14,14 +14,19 @@ what is in flight, start nothing new, neither objects nor events.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from google.auth.exceptions import DefaultCredentialsError
+
 from migrate.config import Config
-from migrate.errors import PlanError, UsageError
+from migrate.errors import PlanError, TargetError, UsageError
 from migrate.ledger import connect, latest_snapshot, now
 from migrate.planning.planfile import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
@@ -98,9 +103,36 @@ def run_plan(
     plan = load_plan(plan_path)
     conn = connect(cfg.project.state_dir)
     try:
-        return _run(conn, cfg, plan, options, report, stop, gcs_client)
+        with _plan_lock(Path(cfg.project.state_dir), plan):
+            # a 'running' row whose lock is free belongs to a run that was killed
+            conn.execute("UPDATE runs SET status='killed' WHERE plan_id=? AND status='running'", (plan.plan_id,))
+            return _run(conn, cfg, plan, options, report, stop, gcs_client)
+    except DefaultCredentialsError:
+        raise TargetError(
+            "no Google Cloud credentials found",
+            "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+            " (for the emulators, set STORAGE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST)",
+        ) from None
     finally:
         conn.close()
+
+
+@contextmanager
+def _plan_lock(state_dir: Path, plan: Plan) -> Iterator[None]:
+    """One `migrate run` per plan at a time: two would race on the same items and watermarks."""
+    path = state_dir / f"run-{plan.plan_id}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"plan {plan.name} is being run by another `migrate run` (lock {path})",
+                "wait for it to finish, or stop it with Ctrl-C",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, stop, gcs_client) -> RunSummary:
@@ -159,6 +191,7 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
     client = gcs_client or make_client(cfg.project.id, pool_size=4)
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
+    summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
     result = copy_objects(
         conn,
         cfg,
@@ -169,6 +202,7 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
         report=report,
         stop=stop,
         abort=abort,
+        summary=summary.objects,
     )
     if not stop.is_set():
         try:

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
     def verify(
         plan: PlanArg,
         deep: DeepOpt = None,
-        show: ShowOpt = 20,
+        show_limit: ShowOpt = 20,  # not `show`: that name is the renderer below
         strict: StrictOpt = False,
         seed: SeedOpt = 0,
         matches: MatchesOpt = False,
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 cfg,
                 path,
                 deep=deep,
-                show=show,
+                show=show_limit,
                 strict=strict,
                 seed=seed,
                 report=spinner,

@@ -176,7 +176,7 @@ def test_long_gcs_outage_stops_resumably_then_completes(tmp_path, emulators, own
     )
     env = {"STORAGE_EMULATOR_HOST": own_gcs.url}
     _prepare(est, env)
-    proc, out, err = start_cli("run", "--config", est.config, PLAN, "--json", env=env, log_dir=tmp_path / "logs")
+    proc, out, err = start_cli("run", "--config", est.config, PLAN, env=env, log_dir=tmp_path / "logs")
     started.append(proc)
     _wait_for(lambda: _done_share(est) >= 0.2, proc)
     own_gcs.kill()
@@ -189,7 +189,7 @@ def test_long_gcs_outage_stops_resumably_then_completes(tmp_path, emulators, own
     assert proc.returncode == 1, out.read_text() + stderr
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert any("resum" in line or "run it again" in line or "re-run" in line for line in errors), stderr
+    assert any("resum" in line or "again" in line for line in errors), stderr  # says the run is resumable
     own_gcs.restart()
     again = run_cli("run", "--config", est.config, PLAN, "--json", env=env)
     assert again.returncode == 0, str(again)

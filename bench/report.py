@@ -164,6 +164,21 @@ def _fmt_rate(v: float | None) -> str:
     return "—" if v is None else (f"{v:,.1f}" if v < 100 else f"{v:,.0f}")
 
 
+def _end_to_end(group: list[dict]) -> str | None:
+    """migrate's inventory + plan + run (sum of medians), and each peer's time relative to that."""
+    parts = {r["tool"]: r["wall"] for r in group if r["tool"] in ("migrate inventory", "migrate plan", "migrate run")}
+    if len(parts) != 3 or not all(parts.values()):
+        return None
+    total = sum(parts.values())
+    peers = [
+        f"{r['tool']} {r['wall'] / total:.2f}x"
+        for r in group
+        if not r["aux"] and r["tool"] != "migrate run" and r["wall"]
+    ]
+    text = f"migrate end to end (inventory + plan + run, sum of medians): {_fmt_s(total)}"
+    return text + (f"; relative to that: {', '.join(peers)}." if peers else ".")
+
+
 def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict, finished: float) -> str:
     s = session.s
     mem = machine["memory_bytes"] / 2**30
@@ -228,6 +243,9 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
                     f"{_fmt_rate(ceiling['metrics']['events_per_s_publish_phase'])} events/s. "
                     "The events/s column divides by each tool's whole wall time, process start included.",
                 ]
+        e2e = _end_to_end(group)
+        if e2e:
+            lines += ["", e2e]
         if sid in NOTES:
             lines += ["", NOTES[sid]]
         errors = [(r["tool"], e) for r in group for e in r.get("errors", [])]

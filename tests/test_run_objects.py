@@ -18,7 +18,7 @@ from migrate.ledger import connect
 from migrate.planning.planner import make_plan
 from migrate.progress import Event
 from migrate.targets.gcs import MTIME_KEY, PARTS_PREFIX, PLAN_KEY, Gcs
-from migrate.transfer import objects
+from migrate.transfer import copier
 from migrate.transfer.run import RunOptions, run_plan
 
 KIB = 1024
@@ -36,7 +36,7 @@ TRANSFER = {
 
 @pytest.fixture(autouse=True)
 def _small_in_memory_limit(monkeypatch):
-    monkeypatch.setattr(objects, "IN_MEMORY_MAX", 48 * KIB)
+    monkeypatch.setattr(copier, "IN_MEMORY_MAX", 48 * KIB)
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -344,3 +344,35 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
             setup.run(plan)
         assert "another `migrate run`" in err.value.message
     assert setup.run(plan).status == "ok"
+
+
+def test_a_whole_estate_objects_then_events(estate, gcs_client, emulators):
+    """The generated data center end to end through run_plan: every object, then every valid event."""
+    from migrate.provision import provision
+
+    cfg = load_config(estate.config_path)
+    conn = connect(cfg.project.state_dir)
+    run_inventory(cfg, conn, hash=True)
+    result = make_plan(cfg, conn, "estate")
+    conn.close()
+    provision(Path(result.paths["tfvars"]))
+    events: list[Event] = []
+    summary = run_plan(cfg, Path(result.paths["plan"]), options=RunOptions(workers=4), report=events.append)
+    assert summary.status == "ok", summary.to_dict()
+    assert summary.objects.done == estate.total_files and summary.objects.failed == 0
+    assert summary.objects.bytes == estate.total_bytes
+    assert summary.events["events"] == estate.events() and summary.events["quarantined"] == estate.malformed()
+    kinds = [e.kind for e in events]
+    assert kinds.index("events") > max(i for i, k in enumerate(kinds) if k == "object_done")  # objects first
+    start = next(e for e in events if e.kind == "start")
+    assert start.data["objects"] == estate.total_files and start.data["events"] == estate.events()
+
+
+def test_large_object_created_by_someone_else_after_planning_is_a_conflict(setup, gcs_client):
+    plan = setup.plan()
+    other = Gcs(gcs_client).insert(setup.bucket, "c/audio/big.flac", b"someone else's", content_type="audio/flac")
+    summary = setup.run(plan)
+    assert summary.objects.conflict == 1
+    assert setup.items()["audio/big.flac"]["state"] == "conflict"
+    assert _listing(gcs_client, setup.bucket)["c/audio/big.flac"][2] == other.generation
+    assert _listing(gcs_client, setup.bucket, PARTS_PREFIX) == {}

@@ -377,7 +377,9 @@ def create_audit_subscription(project: str, topic: str, name: str) -> str:
         sub.close()
 
 
-def drain(subscription_path: str, *, idle_rounds: int = 3, max_seconds: float = 120.0) -> list[dict]:
+def drain(
+    subscription_path: str, *, idle_rounds: int = 2, pull_timeout: float = 2.0, max_seconds: float = 120.0
+) -> list[dict]:
     """Pull and ack everything: [{'data': bytes, 'attributes': dict, 'message_id': str}]."""
     import time
 
@@ -392,7 +394,7 @@ def drain(subscription_path: str, *, idle_rounds: int = 3, max_seconds: float = 
     try:
         while idle < idle_rounds and time.monotonic() < deadline:
             try:
-                resp = sub.pull(subscription=subscription_path, max_messages=1000, timeout=5)
+                resp = sub.pull(subscription=subscription_path, max_messages=1000, timeout=pull_timeout)
             except gexc.DeadlineExceeded:
                 resp = None
             msgs = resp.received_messages if resp else []

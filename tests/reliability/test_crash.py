@@ -105,8 +105,19 @@ def test_sigkill_at_seeded_moments_then_resume(tmp_path, emulators, gcs_client, 
     multi = {k: v for k, v in proxy.writes.items() if k in planned and len(v) > 1}
     assert not multi, multi
     assert planned <= set(proxy.writes)
-    listed = {(b, o.name) for b in est.buckets for o in gcs_client.list_blobs(b)}
-    assert listed == planned, sorted(listed ^ planned)[:10]
+    listing = {(b, o.name): o for b in est.buckets for o in gcs_client.list_blobs(b)}
+    assert set(listing) == planned, sorted(set(listing) ^ planned)[:10]
+    # the generation the ledger acknowledged is the one in the bucket, and the only one ever written
+    conn = sqlite3.connect(est.ledger)
+    try:
+        rows = conn.execute(
+            "SELECT bucket, object, generation FROM items WHERE plan_id=? AND kind='object'", (plan_id,)
+        ).fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == len(planned)
+    for bucket, name, generation in rows:
+        assert str(generation) == str(listing[(bucket, name)].generation) == proxy.writes[(bucket, name)][0], name
 
     # every valid event arrived; duplicates within the reported bound; ids intact
     msgs = drain(audit)

@@ -36,6 +36,7 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+pytestmark = pytest.mark.slow  # whole runs against the emulators: about a minute in all
 PLAN = "h1"
 SOURCE_CHANGED_EXIT = (
     "migrate/transfer/run.py _status(): a run whose planned files were not copied (source-changed) ends 'ok',"

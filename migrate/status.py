@@ -43,7 +43,8 @@ class PlanStatus:
 
     @property
     def complete(self) -> bool:
-        return not any(self.objects.get(s) or self.event_files.get(s) for s in ("pending", "failed"))
+        """Every planned item is done (source-changed and conflict items are not)."""
+        return not any(self.objects.get(s) or self.event_files.get(s) for s in STATES if s != "done")
 
     def to_dict(self) -> dict:
         doc = asdict(self)

@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             print_json(doc)
         elif not quiet:
             show(doc)
-        if summary.status == "failed":
+        if summary.status in ("failed", "incomplete"):
             if not as_json:
                 show_failures(doc)
             raise typer.Exit(1)
@@ -166,4 +166,10 @@ def show_failures(doc: dict) -> None:
     errors = (doc.get("events") or {}).get("errors") or []
     if errors:
         render.table("Event files not replayed", ["reason"], [(e,) for e in errors])
-    render.error("some items failed; run the same command again to retry them")
+    if doc["status"] == "failed":
+        render.error("some items failed; run the same command again to retry them")
+    if doc.get("not_copied"):
+        render.error(
+            f"{doc['not_copied']} planned item(s) changed since inventory or are in conflict, and this plan will not"
+            f" copy them; fix: re-run `migrate inventory` and `migrate plan` for a delta wave"
+        )

@@ -53,13 +53,14 @@ class RunSummary:
     plan_id: str
     plan_name: str
     run_id: int
-    status: str = "running"  # ok | failed | interrupted
+    status: str = "running"  # ok | failed | interrupted | incomplete (see _status)
     workers: int = 0
     bwlimit: int = 0
     elapsed: float = 0.0
     objects: ObjectsSummary | None = None
     events: dict | None = None
     parts_deleted: int = 0
+    not_copied: int = 0  # items of the plan in state source-changed or conflict, from any run
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -83,6 +84,7 @@ class RunSummary:
             "objects": self.objects.to_dict() if self.objects else None,
             "events": self.events,
             "parts_deleted": self.parts_deleted,
+            "not_copied": self.not_copied,
             "warnings": self.warnings,
         }
 
@@ -164,7 +166,10 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
         _close_run(conn, summary)
         raise
     summary.elapsed = time.monotonic() - started
-    summary.status = _status(summary, stop, cfg)
+    summary.not_copied = conn.execute(
+        "SELECT COUNT(*) FROM items WHERE plan_id=? AND state IN ('source-changed', 'conflict')", (plan.plan_id,)
+    ).fetchone()[0]
+    summary.status = _status(summary, stop)
     _close_run(conn, summary)
     report(Event("finish", data=summary.to_dict()))
     return summary
@@ -225,16 +230,17 @@ def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop) 
     return replay_events(conn, cfg, plan, rows, run_id=run_id, report=report, stop=stop).to_dict()
 
 
-def _status(summary: RunSummary, stop: threading.Event, cfg: Config) -> str:
+def _status(summary: RunSummary, stop: threading.Event) -> str:
+    """failed: a re-run retries something. interrupted: a re-run resumes. incomplete: planned items
+    that no re-run will copy (changed since inventory, or in conflict): a new plan must decide."""
     o = summary.objects
     ev = summary.events or {}
-    failed = bool(o and o.failed) or bool(ev.get("files_failed"))
-    if cfg.transfer.conflict_policy == "fail" and o and o.conflict:
-        failed = True
-    if failed:
+    if bool(o and o.failed) or bool(ev.get("files_failed")):
         return "failed"
     if stop.is_set() or bool(o and o.pending) or bool(ev.get("files_pending")) or bool(ev.get("interrupted")):
         return "interrupted"
+    if summary.not_copied:
+        return "incomplete"
     return "ok"
 
 

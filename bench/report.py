@@ -114,6 +114,7 @@ def summarize(results: list[Result]) -> list[dict]:
     for row in rows.values():
         ok = row.pop("_r")
         row["wall"] = _median([r.wall for r in ok])
+        row["wall_range"] = [min(r.wall for r in ok), max(r.wall for r in ok)] if ok else None
         row["cpu"] = _median([r.cpu for r in ok])
         row["peak_rss"] = _median([r.peak_rss for r in ok])
         keys = {k for r in ok for k in r.metrics if isinstance(r.metrics[k], int | float)}
@@ -211,7 +212,7 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
         if not group:
             continue
         key, unit = THROUGHPUT.get(sid, (None, None))
-        head = ["tool", "ok", "wall", "CPU", "peak RSS"] + ([unit] if unit else []) + ["x migrate"]
+        head = ["tool", "ok", "wall", "wall range", "CPU", "peak RSS"] + ([unit] if unit else []) + ["x migrate"]
         lines += [f"## {sid}: {title}", ""]
         info = session.datasets.get("S1" if sid.startswith("S5") else sid)
         if info:
@@ -226,6 +227,7 @@ def markdown(session: Session, rows: list[dict], tgts: list[dict], machine: dict
                 r["tool"] + (" (preparation)" if r["aux"] else ""),
                 f"{r['ok']}/{r['runs']}",
                 _fmt_s(r["wall"]),
+                "—" if not r["wall_range"] else f"{r['wall_range'][0]:.2f}–{r['wall_range'][1]:.2f}",
                 _fmt_s(r["cpu"]),
                 _fmt_rss(r["peak_rss"]),
             ]

@@ -34,7 +34,6 @@ class ProjectConfig:
     id: str
     state_dir: Path
     plans_dir: Path
-    location: str = "US"
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,7 @@ def _closest(key: str, allowed: dict[str, str]) -> str | None:
 
 
 _TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
-_PROJECT = {"id": "", "state_dir": "", "plans_dir": "", "location": ""}
+_PROJECT = {"id": "", "state_dir": "", "plans_dir": ""}
 _CATALOG = {
     "name": "",
     "root": "",
@@ -323,7 +322,6 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
         id=pid or "",
         state_dir=_resolve(base, c.get(proj, "state_dir", "project", str, ".migrate")),
         plans_dir=_resolve(base, c.get(proj, "plans_dir", "project", str, "plans")),
-        location=c.get(proj, "location", "project", str, "US"),
     )
 
     # [[catalog]]

@@ -147,3 +147,13 @@ def test_missing_bucket_is_a_404_that_is_not_retried(gcs):
     with pytest.raises(gexc.NotFound) as err:
         gcs.insert("no-such-bucket-here", "x", b"x", content_type="x/y")
     assert not is_retryable(err.value)
+
+
+def test_a_file_gone_before_streaming_is_a_source_change_not_a_network_error(gcs, bucket, tmp_path):
+    path = tmp_path / "gone.bin"
+    path.write_bytes(b"x" * 1000)
+    body = _body(path)
+    path.unlink()
+    with pytest.raises(SourceChanged, match="deleted"):
+        gcs.insert(bucket, "gone", body, content_type="x/y")
+    assert gcs.get(bucket, "gone") is None

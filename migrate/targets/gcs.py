@@ -56,6 +56,10 @@ class SourceChanged(Exception):
         self.reason = reason
 
 
+class SourceReadError(Exception):
+    """A file could not be read while streaming it (not an OSError, so no layer takes it for a network error)."""
+
+
 class Aborted(Exception):
     """The run was aborted (second Ctrl-C) while this request was streaming."""
 
@@ -190,14 +194,23 @@ class FileBody:
         yield self.head
         crc = 0
         withheld = b""
-        with open(self.path, "rb", buffering=0) as fh:
+        try:
+            fh = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed below; reads need the OSError mapping)
+        except FileNotFoundError:
+            raise SourceChanged("deleted since inventory") from None
+        except OSError as exc:
+            raise SourceReadError(f"cannot read {self.path}: {exc.strerror}") from None
+        with fh:
             if self.offset:
                 fh.seek(self.offset)
             remaining = self.length
             while remaining > 0:
                 if self.abort.is_set():
                     raise Aborted("run aborted")
-                block = fh.read(min(self.chunk, remaining))
+                try:
+                    block = fh.read(min(self.chunk, remaining))
+                except OSError as exc:
+                    raise SourceReadError(f"cannot read {self.path}: {exc.strerror}") from None
                 if not block:
                     raise SourceChanged(f"file shrank while reading: {self.length - remaining} of {self.length} bytes")
                 remaining -= len(block)
@@ -333,10 +346,13 @@ class Gcs:
         ).encode("utf-8")
         tail = f"\r\n--{boundary}--\r\n".encode("ascii")
         if isinstance(body, bytes):
-            data: bytes | FileBody = head + body + tail
+            # small bodies are joined (one send); big ones go as three chunks, never copied
+            data: bytes | tuple | FileBody = head + body + tail if len(body) < 65536 else (head, body, tail)
+            length = len(head) + len(body) + len(tail)
         else:
             body.head, body.tail = head, tail
             data = body
+            length = len(body)
         params = {"uploadType": "multipart", "fields": _OBJECT_FIELDS}
         if if_generation_match is not None:
             params["ifGenerationMatch"] = str(if_generation_match)
@@ -344,7 +360,7 @@ class Gcs:
             "POST",
             f"{self.upload_api}/b/{bucket}/o?{urlencode(params)}",
             body=data,
-            headers={"Content-Type": f'multipart/related; boundary="{boundary}"', "Content-Length": str(len(data))},
+            headers={"Content-Type": f'multipart/related; boundary="{boundary}"', "Content-Length": str(length)},
         )
         info = ObjectInfo.from_json(doc)
         if sent_crc is None and isinstance(body, FileBody) and body.crc is not None:

@@ -44,6 +44,7 @@ from migrate.targets.gcs import (
     Gcs,
     ObjectInfo,
     SourceChanged,
+    SourceReadError,
     content_type,
     crc32c_concat,
     object_metadata,
@@ -196,6 +197,8 @@ class Copier:
             outcome = Outcome(w.seq, "pending")
         except PermissionError as exc:
             outcome = Outcome(w.seq, "failed", error=f"cannot read {w.path}: {exc.strerror}")
+        except SourceReadError as exc:
+            outcome = Outcome(w.seq, "failed", error=str(exc))
         except Exception as exc:  # an item's failure must not stop the run; the ledger keeps the reason
             outcome = Outcome(w.seq, "failed", error=describe(exc))
         outcome.retries += retries[0]

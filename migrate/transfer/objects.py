@@ -21,7 +21,7 @@ from migrate.ledger import now, transaction
 from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
-from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged
+from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged, SourceReadError
 from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
 from migrate.transfer.executor import BoundedExecutor, Done
 
@@ -265,6 +265,8 @@ class _Dispatch:
                     job.error = Outcome(seq, "pending")
                 elif isinstance(err, PermissionError):
                     job.error = Outcome(seq, "failed", error=f"cannot read {job.work.path}: {err.strerror}")
+                elif isinstance(err, SourceReadError):
+                    job.error = Outcome(seq, "failed", error=str(err))
                 else:
                     job.error = Outcome(seq, "failed", error=describe(err))
             self.settle(job)

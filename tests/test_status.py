@@ -77,17 +77,18 @@ def test_run_cli_exits_1_with_a_failure_table_and_a_rerun_completes(planned, emu
         res = _cli("run", "--config", str(config), "wave1", env=env)
         assert res.returncode == 1, res.stderr
         assert "Objects not copied" in res.stdout and "503" in res.stdout
-        assert "run the same command again" in res.stderr
+        assert "GCS looks unavailable" in res.stderr and "run the same command again" in res.stderr
         assert "Traceback" not in res.stderr
         res = _cli("run", "--config", str(config), "wave1", "--json", env=env)
     assert res.returncode == 1
     doc = json.loads(res.stdout)
-    assert doc["status"] == "failed" and doc["objects"]["failed"] == 12
-    assert doc["retries"] >= 12  # one retry per upload (retry_max_attempts = 2)
+    failed = doc["objects"]["failed"]
+    assert doc["status"] == "failed" and failed >= 10  # then it stops: GCS looks down
+    assert doc["retries"] >= failed  # one retry per upload (retry_max_attempts = 2)
     assert {f["state"] for f in doc["objects"]["failures"]} == {"failed"}
 
     st = json.loads(_cli("status", "--config", str(config), "--json").stdout)
-    assert st["plans"][0]["objects"]["failed"] == 12 and st["plans"][0]["retries"] >= 24
+    assert st["plans"][0]["objects"]["failed"] >= 10 and st["plans"][0]["retries"] >= 20
 
     res = _cli("run", "--config", str(config), "wave1")
     assert res.returncode == 0, res.stderr

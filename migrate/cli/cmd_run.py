@@ -148,8 +148,10 @@ def show(doc: dict) -> None:
         ]
     rows += [("retries", f"{doc['retries']:,}"), ("elapsed", format_duration(doc["elapsed"]))]
     render.table(f"Run {doc['run_id']} of plan {doc['plan']}: {doc['status']}", ["", "value"], rows, right=["value"])
+    halted = (doc.get("objects") or {}).get("halted")
     for line in doc.get("warnings") or ():
-        render.warn(line)
+        if line != halted:
+            render.warn(line)
 
 
 def show_failures(doc: dict) -> None:
@@ -166,7 +168,10 @@ def show_failures(doc: dict) -> None:
     errors = (doc.get("events") or {}).get("errors") or []
     if errors:
         render.table("Event files not replayed", ["reason"], [(e,) for e in errors])
-    if doc["status"] == "failed":
+    halted = (doc.get("objects") or {}).get("halted")
+    if halted:
+        render.error(halted)
+    elif doc["status"] == "failed":
         render.error("some items failed; run the same command again to retry them")
     if doc.get("not_copied"):
         render.error(

@@ -36,7 +36,7 @@ from google.api_core import exceptions as gexc
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64
 from migrate.progress import Event, Reporter
-from migrate.retry import describe, retrying
+from migrate.retry import describe, is_retryable, retrying
 from migrate.targets.gcs import (
     MAX_COMPOSE,
     Aborted,
@@ -87,6 +87,7 @@ class Outcome:
     existed: bool = False  # the object was already there with the same CRC32C
     error: str | None = None
     retries: int = 0
+    transient: bool = False  # failed on an error the classifier retries (the target, not the item)
 
 
 @dataclass(slots=True)
@@ -200,7 +201,7 @@ class Copier:
         except SourceReadError as exc:
             outcome = Outcome(w.seq, "failed", error=str(exc))
         except Exception as exc:  # an item's failure must not stop the run; the ledger keeps the reason
-            outcome = Outcome(w.seq, "failed", error=describe(exc))
+            outcome = Outcome(w.seq, "failed", error=describe(exc), transient=is_retryable(exc))
         outcome.retries += retries[0]
         return outcome
 

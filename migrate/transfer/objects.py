@@ -20,7 +20,7 @@ from migrate.config import Config
 from migrate.ledger import now, transaction
 from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter
-from migrate.retry import describe
+from migrate.retry import describe, is_retryable
 from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged, SourceReadError
 from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
 from migrate.transfer.executor import BoundedExecutor, Done
@@ -50,6 +50,7 @@ class ObjectsSummary:
     elapsed: float = 0.0
     failures: list[dict] = field(default_factory=list)
     failures_total: int = 0
+    halted: str | None = None  # why the copy stopped before the end on its own
 
     @property
     def rate(self) -> float:
@@ -75,6 +76,7 @@ class ObjectsSummary:
             "files_per_second": round(self.done / self.elapsed, 1) if self.elapsed > 0 else 0.0,
             "failures": self.failures,
             "failures_total": self.failures_total,
+            "halted": self.halted,
         }
 
 
@@ -204,6 +206,9 @@ class _Dispatch:
         self.jobs: dict[int, LargeJob] = {}
         self.ready: deque[tuple[tuple, Callable, tuple]] = deque()  # follow-up tasks of large items
         self.stopping = False
+        self.halted: str | None = None  # why the run stopped on its own
+        self.transient_streak = 0  # items failed in a row on retryable errors, their retries exhausted
+        self.streak_limit = max(10, 2 * cfg.transfer.workers)
 
     def is_large(self, w: Work) -> bool:
         return w.upload_state is not None or w.size >= max(self.cfg.transfer.large_file_threshold, 1)
@@ -268,7 +273,7 @@ class _Dispatch:
                 elif isinstance(err, SourceReadError):
                     job.error = Outcome(seq, "failed", error=str(err))
                 else:
-                    job.error = Outcome(seq, "failed", error=describe(err))
+                    job.error = Outcome(seq, "failed", error=describe(err), transient=is_retryable(err))
             self.settle(job)
         elif kind == "compose":
             result = done.result if done.error is None else Outcome(seq, "failed", error=describe(done.error))
@@ -300,6 +305,17 @@ class _Dispatch:
         s.reused_bytes += o.reused
         self.ledger.add(o)
         name = f"gs://{w.bucket}/{w.object}"
+        if o.state == "failed" and o.transient:
+            self.transient_streak += 1
+            if self.transient_streak >= self.streak_limit and self.halted is None:
+                # the target, not the items, is failing: more items would each wait out a full retry budget
+                self.halted = (
+                    f"stopped early: {self.transient_streak} items in a row failed after their retries"
+                    f" (last: {o.error}); GCS looks unavailable. The run is resumable: run the same command again"
+                )
+                self.stopping = True
+        elif o.state != "pending":
+            self.transient_streak = 0
         if o.state == "done":
             s.done += 1
             if o.existed:
@@ -394,6 +410,7 @@ def copy_objects(
     summary.already_done = counts.get("done", 0)
     summary.previously_skipped = counts.get("source-changed", 0) + counts.get("conflict", 0)
     summary.pending = _count_pending(conn, plan.plan_id) - summary.failed
+    summary.halted = d.halted
     summary.planned = _count_objects(conn, plan.plan_id)
     summary.elapsed = time.monotonic() - started
     return summary

@@ -158,7 +158,8 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     try:
         if options.kinds in ("all", "objects"):
             summary.objects = _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary)
-        if options.kinds in ("all", "events") and not stop.is_set():
+        halted = bool(summary.objects and summary.objects.halted)
+        if options.kinds in ("all", "events") and not stop.is_set() and not halted:
             summary.events = _events(conn, cfg, plan, run_id, report, stop)
     except BaseException:
         summary.status = "interrupted"
@@ -209,7 +210,9 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
         abort=abort,
         summary=summary.objects,
     )
-    if not stop.is_set():
+    if result.halted:
+        summary.warnings.append(result.halted)
+    if not stop.is_set() and not result.halted:
         try:
             summary.parts_deleted = sweep_parts(conn, gcs, plan.plan_id, cfg.transfer.large_file_threshold)
         except Exception as exc:  # leftover parts are swept again by the next run

@@ -33,6 +33,8 @@ TARGETS = [
     ("S5-verify", "rclone check", 1.0, "issue 6: verify the mixed catalog no slower than rclone check"),
 ]
 NOTES = {
+    "S3": "gcloud runs with parallel composite uploads off: it turns them on for files over 150 MiB, and "
+    "they fail on fake-gcs-server.",
     "S1": "migrate's row times `migrate run` of a plan made beforehand; its inventory and plan are the "
     "preparation rows. The raw floor streams each file as one simple media upload from 8 threads over "
     "keep-alive connections: no checksums, metadata, retries or ledger.",

@@ -261,7 +261,7 @@ def classify_events(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) -> 
         conn.execute(
             """
             UPDATE plan_ev SET code = CASE
-              WHEN status != 'ok' THEN 'anomalous-log'
+              WHEN status != 'ok' AND events = 0 THEN 'anomalous-log'
               WHEN events + malformed + oversized = 0 THEN 'empty-log'
               WHEN EXISTS (SELECT 1 FROM plan_done_ev d WHERE d.source = plan_ev.source AND d.path = plan_ev.path
                            AND d.size = plan_ev.size AND d.mtime_ns = plan_ev.mtime_ns AND d.inode = plan_ev.inode)

@@ -538,15 +538,3 @@ def planned_objects(manifest: Path) -> set[tuple[str, str]]:
             if item["kind"] == "object":
                 out.add((item["bucket"], item["object"]))
     return out
-
-
-def known_bug(ok: bool, bug: str) -> None:
-    """The last check of a scenario that fails today because of a reported product bug.
-
-    Every other assertion of the test ran before this one and still fails the test; only this
-    check turns into an xfail naming the bug, and the test passes by itself once the bug is fixed.
-    """
-    if not ok:
-        import pytest
-
-        pytest.xfail(f"product bug: {bug}")

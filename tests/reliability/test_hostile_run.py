@@ -22,7 +22,6 @@ from relkit import (
     drain,
     estate_config,
     kill_group,
-    known_bug,
     run_cli,
     start_cli,
 )
@@ -38,14 +37,6 @@ def unique_name(prefix: str) -> str:
 
 pytestmark = pytest.mark.slow  # whole runs against the emulators: about a minute in all
 PLAN = "h1"
-SOURCE_CHANGED_EXIT = (
-    "migrate/transfer/run.py _status(): a run whose planned files were not copied (source-changed) ends 'ok',"
-    " exit 0, while `migrate verify` reports them missing (exit 1)"
-)
-TRUNCATED_GZIP_SKIPPED = (
-    "migrate/planning/diff.py classify_events(): a truncated gzip is skipped whole as 'anomalous-log', so its"
-    " complete events before the cut are never replayed, and verify does not expect them"
-)
 
 
 def _inventory_and_plan(cfg: Path, name: str = PLAN) -> dict:
@@ -165,7 +156,7 @@ def test_truncated_gzip_events_before_the_cut_arrive(hostile_run):
     before_cut = {i for i in r.est.jsonl_valid_ids if i.startswith("evt-t-")}
     assert len(before_cut) > 100
     missing = before_cut - set(r.ids)
-    known_bug(not missing, TRUNCATED_GZIP_SKIPPED + f" ({len(missing)} of {len(before_cut)} never arrived)")
+    assert not missing, f"{len(missing)} of {len(before_cut)} valid events of the truncated log never arrived"
     assert any(e["file"] == str(r.est.truncated_log) for e in r.quarantine)
 
 
@@ -189,7 +180,7 @@ def test_file_deleted_between_inventory_and_run_is_reported(hostile, gcs_client,
     assert "plain.ogg" in res.output
     verify = run_cli("verify", "--config", est.config, PLAN)
     assert verify.returncode == 1 and "plain.ogg" in verify.output, str(verify)
-    known_bug(res.returncode == 1, SOURCE_CHANGED_EXIT)  # a planned file was not copied: not a success
+    assert res.returncode == 1, str(res)  # a planned file was not copied: not a success
 
 
 def test_planned_file_replaced_by_a_fifo_does_not_hang(hostile, gcs_client, bucket):
@@ -204,7 +195,7 @@ def test_planned_file_replaced_by_a_fifo_does_not_hang(hostile, gcs_client, buck
     assert "audio/space and # hash?.ogg" not in got
     assert got["audio/plain.ogg"] == b"OggS plain"
     assert "space and # hash?.ogg" in res.output
-    known_bug(res.returncode == 1, SOURCE_CHANGED_EXIT)  # a planned file was not copied: not a success
+    assert res.returncode == 1, str(res)  # a planned file was not copied: not a success
 
 
 def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, gcs_client, bucket, topic, started):
@@ -255,7 +246,7 @@ def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, 
     assert row["state"] == "source-changed"
     assert "master.flac" in stdout + stderr
     assert not list(gcs_client.list_blobs(bucket, prefix=".migrate-parts/"))  # no part left behind
-    known_bug(proc.returncode == 1, SOURCE_CHANGED_EXIT)  # a planned file was not copied: not a success
+    assert proc.returncode == 1, stdout + stderr  # a planned file was not copied: not a success
 
 
 def test_missing_targets_are_each_named_by_preflight_and_run(tmp_path, emulators, gcs_client, bucket, topic):

@@ -198,7 +198,10 @@ def test_planned_file_replaced_by_a_fifo_does_not_hang(hostile, gcs_client, buck
     assert res.returncode == 1, str(res)  # a planned file was not copied: not a success
 
 
-def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, gcs_client, bucket, topic, started):
+@pytest.mark.parametrize("change", ["rewrite", "delete"])
+def test_file_changed_during_upload_never_lands_corrupted(
+    tmp_path, emulators, gcs_client, bucket, topic, started, change
+):
     tree = tmp_path / "tree"
     tree.mkdir()
     size = 3 * 1024 * 1024
@@ -228,9 +231,12 @@ def test_file_modified_during_upload_never_lands_corrupted(tmp_path, emulators, 
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the upload finished before the file could be modified"
-    with open(tree / "master.flac", "r+b") as fh:  # same size, new bytes: only the content tells
-        fh.seek(size // 2)
-        fh.write(os.urandom(size // 2))
+    if change == "rewrite":
+        with open(tree / "master.flac", "r+b") as fh:  # same size, new bytes: only the content tells
+            fh.seek(size // 2)
+            fh.write(os.urandom(size // 2))
+    else:
+        (tree / "master.flac").unlink()  # removed mid-run: the parts not yet sent cannot be read
     try:
         proc.wait(timeout=120)
     finally:

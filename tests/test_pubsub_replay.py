@@ -468,3 +468,26 @@ def test_publisher_applies_events_per_second(emulators, topic) -> None:
     assert clock.t == pytest.approx(1004.0)  # 50 free, then 200 at 50/s
     assert results and all(exc is None for exc in results)
     assert len(drain(topic, 250)) == 250
+
+
+@pytest.mark.parametrize(
+    ("data", "attributes", "key"),
+    [
+        (b'{"a": 1}', {"event_id": "e1", "source": "/x.log:1"}, None),
+        (b"", {}, "k"),
+        (b"x" * 20000, {"event_id": "é" * 300, "plan_id": "p" * 127, "listener": "l" * 128}, "ключ" * 50),
+    ],
+)
+def test_wire_encoding_matches_the_generated_protobuf(data, attributes, key) -> None:
+    from google.pubsub_v1.types import pubsub as pst
+
+    from migrate.targets.pubsub import encode_attributes, encode_message, encode_request_head
+
+    first = dict(list(attributes.items())[:1])
+    rest = dict(list(attributes.items())[1:])
+    wire = encode_request_head("projects/p/topics/t") + encode_message(data, first, key, encode_attributes(rest))
+    ref = pst.PublishRequest.pb()(
+        topic="projects/p/topics/t",
+        messages=[pst.PubsubMessage.pb()(data=data, attributes=attributes, ordering_key=key or "")],
+    )
+    assert pst.PublishRequest.pb().FromString(wire) == ref

@@ -1,12 +1,15 @@
 """Publish events to a Pub/Sub topic: batched, bounded, retried, ordered, rate limited.
 
 Design (chosen by measurement, see README "Event replay speed"): instead of the high-level
-`PublisherClient.publish()` (one future and one lock round per message), messages are built as
-raw protobufs and sent as ready-made PublishRequests of up to `batch_max_messages` messages and
-`batch_max_bytes` bytes over the client's own gRPC channel, from a few sender threads ("lanes").
+`PublisherClient.publish()` (one future, one lock round and one proto-plus message per event),
+each message is encoded once into protobuf wire bytes (`encode_message`, checked against the
+generated classes in the tests) and sent in ready-made PublishRequests of up to
+`batch_max_messages` messages and `batch_max_bytes` bytes over the client's own gRPC channel
+(`/google.pubsub.v1.Publisher/Publish`), from a few sender threads ("lanes").
 
-- Bounded memory: `publish()` blocks while more than `max_in_flight_messages` messages (or
-  `max_in_flight_bytes`) are buffered or awaiting acknowledgement.
+- Bounded memory: a full batch waits before it is handed to a lane while more than
+  `max_in_flight_messages` messages (or `max_in_flight_bytes`) await acknowledgement; besides
+  those, at most one open batch per lane (plus one without ordering keys) is being filled.
 - Retries: each request is retried with `migrate.retry` (shared classifier, backoff, budget);
   every retry is counted, and so are the messages of retried requests, because a request that
   timed out may have been stored anyway (a possible duplicate, same event_id).
@@ -41,15 +44,83 @@ from migrate.retry import is_retryable, retrying
 
 DEFAULT_LANES = 6
 DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024
-_MESSAGE_FRAMING = 6  # tag + length varint of one message inside a PublishRequest
 
 OnDone = Callable[[list[Any], list[str] | None, BaseException | None], None]
 
 
-def _pb_types():
+# --- protobuf wire encoding ------------------------------------------------------------------------
+# PublishRequest{1: topic, 2: repeated PubsubMessage}; PubsubMessage{1: data, 2: map<string,string>
+# attributes (entries {1: key, 2: value}), 5: ordering_key}. Length-delimited fields: tag, varint, bytes.
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL = [_varint(i) for i in range(1 << 14)]
+
+
+def _vi(n: int) -> bytes:
+    return _SMALL[n] if n < 16384 else _varint(n)
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def encode_attributes(attributes: dict[str, str]) -> bytes:
+    """Attribute map entries as wire bytes; pass constant ones to publish(fixed_attributes=...) once."""
+    small = _SMALL
+    parts: list[bytes] = []
+    for k, v in attributes.items():
+        kb = _KEYS.get(k)
+        if kb is None:
+            raw = k.encode("utf-8")
+            kb = _KEYS[k] = b"\x0a" + _vi(len(raw)) + raw
+        vb = v.encode("utf-8")
+        n = len(vb)
+        vlen = small[n] if n < 16384 else _varint(n)
+        m = len(kb) + 1 + len(vlen) + n
+        parts += (b"\x12", small[m] if m < 16384 else _varint(m), kb, b"\x12", vlen, vb)
+    return b"".join(parts)
+
+
+def encode_message(
+    data: bytes, attributes: dict[str, str], ordering_key: str | None = None, fixed_attributes: bytes = b""
+) -> bytes:
+    """One PubsubMessage as it appears inside a PublishRequest (field 2, length-prefixed)."""
+    n = len(data)
+    body = b"".join(
+        (
+            b"\x0a",
+            _SMALL[n] if n < 16384 else _varint(n),
+            data,
+            encode_attributes(attributes),
+            fixed_attributes,
+            b"\x2a" + _vi(len(kb := ordering_key.encode("utf-8"))) + kb if ordering_key else b"",
+        )
+    )
+    n = len(body)
+    return b"\x12" + (_SMALL[n] if n < 16384 else _varint(n)) + body
+
+
+def encode_request_head(topic: str) -> bytes:
+    raw = topic.encode("utf-8")
+    return b"\x0a" + _vi(len(raw)) + raw
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+def _response_type():
     from google.pubsub_v1.types import pubsub as pst
 
-    return pst.PubsubMessage.pb(), pst.PublishRequest.pb(), pst.PublishResponse.pb()
+    return pst.PublishResponse.pb()
 
 
 class OrderingKeyPaused(Exception):
@@ -117,10 +188,11 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class _Batch:
-    messages: list = field(default_factory=list)
+    messages: list = field(default_factory=list)  # encoded messages (wire bytes)
     tokens: list = field(default_factory=list)
     keys: list = field(default_factory=list)  # ordering key per message (None for none)
-    nbytes: int = 0
+    nbytes: int = 0  # encoded size
+    data_bytes: int = 0  # payload size
 
 
 @dataclass
@@ -163,12 +235,12 @@ class EventPublisher:
         self.stats = PublisherStats()
         self.errors: list[BaseException] = []
         self._client = client or publisher_client()
-        self._msg_cls, self._req_cls, resp_cls = _pb_types()
+        self._head = encode_request_head(topic_path)
         channel = self._client.transport.grpc_channel
         self._stub = channel.unary_unary(
             "/google.pubsub.v1.Publisher/Publish",
-            request_serializer=self._req_cls.SerializeToString,
-            response_deserializer=resp_cls.FromString,
+            request_serializer=_identity,
+            response_deserializer=_response_type().FromString,
         )
         self.max_messages = cfg.batch_max_messages
         self.max_bytes = cfg.batch_max_bytes
@@ -198,18 +270,24 @@ class EventPublisher:
 
     # --- producer side ---------------------------------------------------------------------------
 
-    def publish(self, data: bytes, attributes: dict[str, str], token: Any, ordering_key: str | None = None) -> None:
-        """Queue one message; blocks for flow control and the rate limit. Completion goes to on_done."""
+    def publish(
+        self,
+        data: bytes,
+        attributes: dict[str, str],
+        token: Any,
+        ordering_key: str | None = None,
+        fixed_attributes: bytes = b"",
+    ) -> None:
+        """Queue one message; blocks for flow control and the rate limit. Completion goes to on_done.
+
+        fixed_attributes: more attributes, pre-encoded with encode_attributes() (constant ones).
+        """
         if self._closed:
             raise PublisherClosed("publisher is closed")
         if self.bucket is not None:
             self.bucket.acquire(1)
-        if ordering_key:
-            msg = self._msg_cls(data=data, attributes=attributes, ordering_key=ordering_key)
-        else:
-            msg = self._msg_cls(data=data, attributes=attributes)
-        size = msg.ByteSize() + _MESSAGE_FRAMING
-        self._reserve(1, size)
+        msg = encode_message(data, attributes, ordering_key, fixed_attributes)
+        size = len(msg)
         if ordering_key:
             lane = zlib.crc32(ordering_key.encode("utf-8")) % self._lanes
             batch = self._open[lane]
@@ -223,6 +301,7 @@ class EventPublisher:
         batch.tokens.append(token)
         batch.keys.append(ordering_key or None)
         batch.nbytes += size
+        batch.data_bytes += len(data)
         if len(batch.messages) >= self.max_messages:
             self._dispatch(lane)
 
@@ -273,15 +352,10 @@ class EventPublisher:
         return self._in_flight + n > self.max_in_flight or self._in_flight_bytes + nbytes > self.max_in_flight_bytes
 
     def _reserve(self, n: int, nbytes: int) -> None:
-        # Only the producer thread adds, so a check outside the wait loop cannot race another adder.
+        """Wait until a batch of n messages fits in the in-flight limits (lanes release as they finish)."""
         with self._cond:
-            over = self._in_flight and self._over(n, nbytes)
-        if over:
-            self.flush()  # partly filled batches count as in flight: send them, or we would wait for ourselves
-            with self._cond:
-                while self._in_flight and self._over(n, nbytes):
-                    self._cond.wait(1.0)
-        with self._cond:
+            while self._in_flight and self._over(n, nbytes):
+                self._cond.wait(1.0)
             self._in_flight += n
             self._in_flight_bytes += nbytes
             if self._in_flight > self.stats.max_in_flight:
@@ -301,6 +375,7 @@ class EventPublisher:
                 return
             self._open[lane] = _Batch()
             target = lane
+        self._reserve(len(batch.messages), batch.nbytes)
         self._queues[target].put(batch)
 
     # --- lane side --------------------------------------------------------------------------------
@@ -329,7 +404,7 @@ class EventPublisher:
                 batch = self._fail_paused(batch, paused)
                 if not batch.messages:
                     return
-        request = self._req_cls(topic=self.topic, messages=batch.messages)
+        request = self._head + b"".join(batch.messages)
         count = len(batch.messages)
 
         def on_retry(exc: BaseException, attempt: int) -> None:
@@ -354,11 +429,10 @@ class EventPublisher:
                 self.stats.failed_messages += count
             self.on_done(batch.tokens, None, exc)
             return
-        nbytes = sum(len(m.data) for m in batch.messages)
         with self._cond:
             self.stats.requests += 1
             self.stats.messages += count
-            self.stats.bytes += nbytes
+            self.stats.bytes += batch.data_bytes
         self.on_done(batch.tokens, list(response.message_ids), None)
 
     def _fail_paused(self, batch: _Batch, paused: set[str]) -> _Batch:

@@ -34,7 +34,7 @@ from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
 from migrate.sources.eventlog import Record, iter_records, source_attribute
-from migrate.targets.pubsub import EventPublisher, topic_path
+from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
 from migrate.transfer.quarantine import Quarantine
 
 COMMIT_EVERY = 1000  # records read between watermark commits (at most)
@@ -61,7 +61,12 @@ class ReplaySummary:
 
 
 class _FileState:
-    """One file's in-flight records and its acknowledged prefix. ack()/fail() run on lane threads."""
+    """One file's in-flight records and its acknowledged prefix.
+
+    The reader thread registers records (without a lock: it alone writes `next_seq`, `entries`
+    keys and `registered`); lane threads ack/fail under `lock`. The shared window counts events
+    registered but not yet in the prefix, so a stuck head stops the reader.
+    """
 
     __slots__ = (
         "item",
@@ -83,7 +88,9 @@ class _FileState:
         "anomaly",
         "retries",
         "window",
-        "outstanding",
+        "registered",
+        "resolved",
+        "popped",
     )
 
     def __init__(self, item: sqlite3.Row, listener: ListenerSource, watermark: int, line: int, window) -> None:
@@ -91,7 +98,7 @@ class _FileState:
         self.path: str = item["relpath"]
         self.listener = listener
         self.lock = threading.Lock()
-        self.entries: dict[int, tuple[int, int, int, int]] = {}  # seq -> (end_offset, line, kind, nbytes)
+        self.entries: dict[int, tuple[int, int, int, int]] = {}  # seq -> (end_offset, line, is_event, nbytes)
         self.acked: set[int] = set()
         self.head = 0  # lowest seq not yet in the prefix
         self.next_seq = 0
@@ -105,47 +112,60 @@ class _FileState:
         self.reader_done = False
         self.anomaly: str | None = None
         self.retries = 0
-        self.window = window
-        self.outstanding = 0  # events handed to the publisher and not yet acknowledged or failed
+        self.window: _Window = window
+        self.registered = 0  # events handed to the publisher (reader thread only)
+        self.resolved = 0  # of those, acknowledged or failed (under lock)
+        self.popped = 0  # of those, in the prefix (under lock)
 
-    def register(self, rec: Record, quarantined: bool) -> int:
+    def register_event(self, rec: Record) -> int:
         seq = self.next_seq
-        self.next_seq += 1
-        with self.lock:
-            self.entries[seq] = (rec.end_offset, rec.line, 0 if quarantined else 1, len(rec.data))
-            if quarantined:
-                self.acked.add(seq)
-                self._advance()
-            else:
-                self.outstanding += 1
+        self.next_seq = seq + 1
+        self.entries[seq] = (rec.end_offset, rec.line, 1, len(rec.data))
+        self.registered += 1
+        self.window.taken += 1
         return seq
+
+    def register_quarantined(self, rec: Record) -> None:
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        with self.lock:
+            self.entries[seq] = (rec.end_offset, rec.line, 0, 0)
+            self.acked.add(seq)
+            popped = self._advance()
+        if popped:
+            self.window.release(popped)
 
     def ack(self, seqs: list[int]) -> None:
         with self.lock:
             self.acked.update(seqs)
-            self.outstanding -= len(seqs)
-            self._advance()
-        self.window.release(len(seqs))
+            self.resolved += len(seqs)
+            popped = self._advance()
+        if popped:
+            self.window.release(popped)
 
     def fail(self, seqs: list[int], exc: BaseException) -> None:
         with self.lock:
-            self.outstanding -= len(seqs)
+            self.resolved += len(seqs)
             if self.failed is None:
                 self.failed = exc
-        self.window.release(len(seqs))
 
-    def _advance(self) -> None:
+    def _advance(self) -> int:
+        """Move the prefix over acknowledged records; returns how many events entered it."""
         entries, acked = self.entries, self.acked
+        events = 0
         while self.head in acked:
             acked.discard(self.head)
             end, line, is_event, nbytes = entries.pop(self.head)
             self.head += 1
             self.watermark, self.line = end, line
             if is_event:
-                self.new_events += 1
+                events += 1
                 self.new_bytes += nbytes
             else:
                 self.new_quarantined += 1
+        self.new_events += events
+        self.popped += events
+        return events
 
     def take(self) -> tuple[int, int, int, int, int]:
         """(watermark, line, events, bytes, quarantined) of the prefix since the last take()."""
@@ -158,36 +178,43 @@ class _FileState:
     def settled(self) -> bool:
         """Nothing of this file is in flight any more."""
         with self.lock:
-            return self.outstanding == 0
+            return self.resolved == self.registered
+
+    def release_window(self) -> None:
+        """At the end of a failed file: its events that never reached the prefix leave the window."""
+        with self.lock:
+            stuck = self.registered - self.popped
+            self.popped = self.registered
+        if stuck:
+            self.window.release(stuck)
 
 
 class _Window:
-    """Counts unacknowledged events across files; the reader waits while it is full."""
+    """Events registered but not yet in their file's acknowledged prefix, across files.
+
+    `taken` is written by the reader thread only, `released` by lanes under the condition.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
-        self.count = 0
+        self.taken = 0
+        self.released = 0
         self.cond = threading.Condition()
 
-    def take(self) -> None:
-        with self.cond:
-            self.count += 1
-
     def full(self) -> bool:
-        return self.count >= self.limit
+        return self.taken - self.released >= self.limit
 
     def release(self, n: int) -> None:
         with self.cond:
-            self.count -= n
-            if self.count < self.limit:
-                self.cond.notify_all()
+            self.released += n
+            self.cond.notify_all()
 
     def wait_room(self, timeout: float) -> bool:
         with self.cond:
-            if self.count < self.limit:
+            if not self.full():
                 return True
             self.cond.wait(timeout)
-            return self.count < self.limit
+            return not self.full()
 
 
 class _Replay:
@@ -327,6 +354,7 @@ class _Replay:
         window = self.window
         q = self.quarantine
         assert q is not None
+        fixed = encode_attributes({"plan_id": pid, "listener": lname})
         self.active.append(st)
         reader = iter_records(path, st.listener, st.watermark, st.line)
         since_commit = 0
@@ -337,24 +365,23 @@ class _Replay:
                 since_commit += 1
                 if rec.error is not None:
                     q.add(path, rec.line, rec.offset, rec.error, rec.data, listener=lname, kind=rec.error_kind or "")
-                    st.register(rec, quarantined=True)
+                    st.register_quarantined(rec)
                 else:
                     if window.full():
-                        self._wait_room(pub)
+                        self._wait_room(st)
                         if self.stop.is_set() or st.failed is not None:
                             break
                     attrs = {
                         "event_id": rec.event_id,
                         "source": f"{path}:{rec.line}" if short_source else source_attribute(path, rec.line),
-                        "plan_id": pid,
-                        "listener": lname,
                     }
                     if rec.event_time:
                         attrs["event_time"] = rec.event_time
-                    seq = st.register(rec, quarantined=False)
-                    window.take()
-                    pub.publish(rec.data, attrs, (st, seq), rec.ordering_key)
-                if since_commit >= COMMIT_EVERY or time.monotonic() - self.last_commit > COMMIT_INTERVAL:
+                    seq = st.register_event(rec)
+                    pub.publish(rec.data, attrs, (st, seq), rec.ordering_key, fixed)
+                if since_commit >= COMMIT_EVERY or (
+                    since_commit & 127 == 0 and time.monotonic() - self.last_commit > COMMIT_INTERVAL
+                ):
                     since_commit = 0
                     self._commit()
             else:
@@ -367,12 +394,13 @@ class _Replay:
         pub.flush()
         self._commit()
 
-    def _wait_room(self, pub: EventPublisher) -> None:
+    def _wait_room(self, st: _FileState) -> None:
+        """Wait until the window has room; commits meanwhile (which also finishes failed files)."""
         for p in self.publishers.values():
             p.flush()
         while not self.window.wait_room(COMMIT_INTERVAL):
             self._commit()
-            if self.stop.is_set():
+            if self.stop.is_set() or st.failed is not None:
                 return
         self._commit()
 
@@ -433,6 +461,7 @@ class _Replay:
                 "UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?", (st.retries, pid, item["seq"])
             )
         if st.failed is not None:
+            st.release_window()
             # Events acknowledged above the failed one will be re-sent: keep `interrupted` up.
             err = st.failed.message if isinstance(st.failed, SourceError) else describe(st.failed)
             self._set_item(item, "failed", err, tx=False)

@@ -40,7 +40,7 @@ import grpc
 from google.api_core import exceptions as gexc
 
 from migrate.config import PubSubConfig, TransferConfig
-from migrate.retry import is_retryable, retrying
+from migrate.retry import retrying
 
 DEFAULT_LANES = 6
 DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024
@@ -467,14 +467,11 @@ def message_attributes(
     return attrs
 
 
-def classify(exc: BaseException) -> str:
-    """'retryable' or 'fatal', for summaries."""
-    return "retryable" if is_retryable(exc) else "fatal"
-
-
 __all__: Sequence[str] = (
     "EventPublisher",
     "OrderingKeyPaused",
+    "encode_attributes",
+    "encode_message",
     "PublisherStats",
     "TokenBucket",
     "message_attributes",

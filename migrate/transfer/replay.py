@@ -297,6 +297,8 @@ class _Replay:
                 for pub in self.publishers.values():
                     pub.close()
                 self.quarantine.close()
+        for pub in self.publishers.values():
+            self.summary.errors.extend(f"internal error in a publish callback: {exc!r}" for exc in pub.errors)
         self.summary.interrupted = self.stop.is_set()
         self.summary.retries = sum(p.stats.retries for p in self.publishers.values())
         self.summary.max_possible_duplicates = self._duplicate_bound() + self.retried_messages

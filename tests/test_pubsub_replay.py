@@ -20,7 +20,8 @@ from migrate.hashing import IdDigest
 from migrate.planning.planfile import register_items, write_plan
 from migrate.progress import Event
 from migrate.sources.eventlog import scan_file
-from migrate.targets.pubsub import EventPublisher, OrderingKeyPaused, TokenBucket, topic_path
+from migrate.targets.pubsub import EventPublisher, OrderingKeyPaused, topic_path
+from migrate.transfer.bandwidth import TokenBucket
 from migrate.transfer.quarantine import iter_quarantine
 from migrate.transfer.replay import replay_events
 
@@ -435,18 +436,18 @@ class FakeClock:
 
 def test_token_bucket_limits_rate_without_real_sleeping() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(100, clock=clock, sleep=clock.sleep)
+    bucket = TokenBucket(100, burst=100, clock=clock, sleep=clock.sleep)
     for _ in range(100):  # the first second's burst is free
-        bucket.acquire()
+        bucket.consume(1)
     assert clock.t == 1000.0
     for _ in range(500):
-        bucket.acquire()
+        bucket.consume(1)
     assert clock.t == pytest.approx(1005.0)  # 500 more events at 100/s
     clock.t += 10  # idle time refills at most one burst
     for _ in range(100):
-        bucket.acquire()
+        bucket.consume(1)
     assert clock.t == pytest.approx(1015.0)
-    bucket.acquire()
+    bucket.consume(1)
     assert clock.t == pytest.approx(1015.01)
 
 

@@ -41,6 +41,7 @@ from google.api_core import exceptions as gexc
 
 from migrate.config import PubSubConfig, TransferConfig
 from migrate.retry import retrying
+from migrate.transfer.bandwidth import TokenBucket
 
 DEFAULT_LANES = 6
 DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024
@@ -138,51 +139,6 @@ class PublisherClosed(RuntimeError):
 # --- rate limit ------------------------------------------------------------------------------------
 
 
-class TokenBucket:
-    """`rate` tokens per second, holding at most `burst` (default: one second's worth).
-
-    acquire(n) blocks (through `sleep`) until n tokens are there; a request larger than the
-    burst waits for a full bucket and then goes into debt, so large batches still average out.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = float(rate)
-        self.capacity = float(burst) if burst else max(1.0, self.rate)
-        self.clock = clock
-        self.sleep = sleep
-        self.tokens = self.capacity
-        self.last = clock()
-        self.waited = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self, n: float = 1.0) -> float:
-        """Take n tokens; returns the seconds slept."""
-        slept = 0.0
-        with self._lock:
-            while True:
-                now = self.clock()
-                self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-                self.last = now
-                need = min(n, self.capacity)
-                # The tolerance absorbs float rounding (a fake clock near 1e3 cannot move by 1e-13).
-                if self.tokens >= need - 1e-6:
-                    self.tokens -= n
-                    self.waited += slept
-                    return slept
-                delay = (need - self.tokens) / self.rate
-                self.sleep(delay)
-                slept += delay
-
-
 # --- batches ---------------------------------------------------------------------------------------
 
 
@@ -246,7 +202,10 @@ class EventPublisher:
         self.max_bytes = cfg.batch_max_bytes
         self.bucket: TokenBucket | None = None
         if cfg.events_per_second and cfg.events_per_second > 0:
-            self.bucket = TokenBucket(cfg.events_per_second, clock=clock, sleep=sleep)
+            # one second of events as the burst; the shared bucket goes into debt, so the long-run rate is exact
+            self.bucket = TokenBucket(
+                cfg.events_per_second, burst=max(1.0, cfg.events_per_second), clock=clock, sleep=sleep
+            )
             # About ten requests a second at the limit, so a slow rate does not hold a batch for long.
             self.max_messages = max(1, min(self.max_messages, int(cfg.events_per_second // 10) or 1))
         self.max_in_flight = max(self.max_messages, cfg.max_in_flight_messages)
@@ -285,7 +244,7 @@ class EventPublisher:
         if self._closed:
             raise PublisherClosed("publisher is closed")
         if self.bucket is not None:
-            self.bucket.acquire(1)
+            self.bucket.consume(1)
         msg = encode_message(data, attributes, ordering_key, fixed_attributes)
         size = len(msg)
         if ordering_key:
@@ -473,7 +432,6 @@ __all__: Sequence[str] = (
     "encode_attributes",
     "encode_message",
     "PublisherStats",
-    "TokenBucket",
     "message_attributes",
     "topic_path",
 )

@@ -59,6 +59,22 @@ resource "google_storage_bucket_iam_member" "migrate" {
   member = local.sa_member
 }
 
+# Parallel composite uploads (files over transfer.large_file_threshold) write parts under
+# `.migrate-parts/` and delete them once composed: delete is granted on that prefix only.
+resource "google_storage_bucket_iam_member" "migrate_parts" {
+  for_each = var.buckets
+
+  bucket = google_storage_bucket.target[each.key].name
+  role   = "roles/storage.objectUser"
+  member = local.sa_member
+
+  condition {
+    title       = "migrate-composite-parts"
+    description = "Only the scratch parts of composite uploads"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${each.key}/objects/.migrate-parts/\")"
+  }
+}
+
 resource "google_pubsub_topic_iam_member" "migrate" {
   for_each = local.topic_grants
 

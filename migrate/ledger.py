@@ -137,6 +137,7 @@ CREATE TABLE IF NOT EXISTS offsets(
   quarantined INTEGER NOT NULL DEFAULT 0,
   in_flight_max INTEGER NOT NULL DEFAULT 0,  -- most events that could be re-sent after a crash
   interrupted INTEGER NOT NULL DEFAULT 0,    -- runs that stopped with events in flight
+  resent      INTEGER NOT NULL DEFAULT 0,    -- events re-sent by a retried publish (possible duplicates)
   done        INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(plan_id, path)
 );
@@ -217,6 +218,10 @@ def connect(state_dir: Path | str, *, create: bool = True) -> sqlite3.Connection
 
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    # columns added after a table first shipped: older ledgers get them here
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(offsets)")}
+    if "resent" not in columns:
+        conn.execute("ALTER TABLE offsets ADD COLUMN resent INTEGER NOT NULL DEFAULT 0")
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     if row is None:
         conn.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -87,6 +87,7 @@ class _FileState:
         "reader_done",
         "anomaly",
         "retries",
+        "resent",
         "window",
         "registered",
         "resolved",
@@ -112,6 +113,7 @@ class _FileState:
         self.reader_done = False
         self.anomaly: str | None = None
         self.retries = 0
+        self.resent = 0  # messages of this file in retried requests, not yet in the ledger
         self.window: _Window = window
         self.registered = 0  # events handed to the publisher (reader thread only)
         self.resolved = 0  # of those, acknowledged or failed (under lock)
@@ -268,6 +270,8 @@ class _Replay:
         files = {st for st, _ in tokens}
         with self.retry_lock:
             self.retried_messages += len(tokens)
+            for st, _ in tokens:
+                st.resent += 1
             for st in files:
                 st.retries += 1
                 self.retry_events.append((st.path, describe(exc)))
@@ -462,6 +466,12 @@ class _Replay:
             self.conn.execute(
                 "UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?", (st.retries, pid, item["seq"])
             )
+        if st.resent:
+            # a retried request may have been accepted the first time: verify shows these duplicates apart
+            self.conn.execute(
+                "UPDATE offsets SET resent = resent + ? WHERE plan_id=? AND path=?", (st.resent, pid, path)
+            )
+            st.resent = 0
         if st.failed is not None:
             st.release_window()
             # Events acknowledged above the failed one will be re-sent: keep `interrupted` up.

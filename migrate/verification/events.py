@@ -337,7 +337,7 @@ def compare(
         res.received_digest = _received_digest(conn, plan_id, source)
         res.received_before = before.get(source, 0)
         budget, interrupted, in_flight = conn.execute(
-            "SELECT COALESCE(SUM(in_flight_max * interrupted), 0), COALESCE(SUM(interrupted), 0),"
+            "SELECT COALESCE(SUM(in_flight_max * interrupted + resent), 0), COALESCE(SUM(interrupted), 0),"
             " COALESCE(MAX(in_flight_max), 0) FROM offsets WHERE plan_id = ? AND source = ?",
             (plan_id, source),
         ).fetchone()

@@ -99,7 +99,7 @@ class EventSourceResult:
     received_before: int = 0  # of those, drained by an earlier verify run (and acked then)
     missing: int = 0
     duplicates: int = 0  # surplus deliveries of ids that are in the source
-    duplicates_explained: int = 0  # covered by interrupted runs' in-flight events
+    duplicates_explained: int = 0  # covered by interrupted runs' in-flight events and retried publishes
     unexpected: int = 0  # messages whose id is not in the source
     interrupted_runs: int = 0
     in_flight_max: int = 0

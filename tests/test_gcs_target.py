@@ -21,7 +21,7 @@ from migrate.targets.gcs import (
     content_type,
     crc32c_combine,
     crc32c_concat,
-    list_objects,
+    list_pages,
     object_metadata,
 )
 
@@ -128,13 +128,15 @@ def test_compose_of_parts_has_the_crc_of_the_whole(gcs, bucket, tmp_path):
     assert whole == crc32c_of_bytes(data)
 
 
-def test_list_objects_pages_and_hides_composite_parts(gcs, gcs_client, bucket):
+def test_list_pages_pages_and_hides_composite_parts(gcs, gcs_client, bucket):
     for i in range(7):
         gcs.insert(bucket, f"d/{i}", bytes([i]) * i, content_type="x/y")
     gcs.insert(bucket, f"{PARTS_PREFIX}plan/3/00000", b"part", content_type="x/y")
     paged = list(gcs.list(bucket, "d/", page_size=3))
     assert [o.name for o in paged] == [f"d/{i}" for i in range(7)]
-    rows = list(list_objects(gcs_client, bucket))
+    pages = list(list_pages(gcs_client, bucket, page_size=3))
+    assert len(pages) >= 3  # 8 objects at 3 a page; the part is dropped from its page, not the listing
+    rows = [r for page in pages for r in page]
     assert [r[0] for r in rows] == [f"d/{i}" for i in range(7)]
     assert rows[3][1:3] == (3, crc32c_of_bytes(bytes([3]) * 3))
     assert gcs.delete(bucket, f"{PARTS_PREFIX}plan/3/00000") is True
@@ -157,3 +159,33 @@ def test_a_file_gone_before_streaming_is_a_source_change_not_a_network_error(gcs
     with pytest.raises(SourceChanged, match="deleted"):
         gcs.insert(bucket, "gone", body, content_type="x/y")
     assert gcs.get(bucket, "gone") is None
+
+
+def test_list_pages_retries_each_page_and_resumes_from_its_token(emulators, gcs_client, bucket, monkeypatch):
+    from faultproxy import FaultProxy
+
+    from migrate import clients
+    from migrate.config import TransferConfig
+
+    gcs = Gcs(gcs_client)
+    for i in range(10):
+        gcs.insert(bucket, f"r/{i:02d}", b"x", content_type="x/y")
+    cfg = TransferConfig(retry_initial_delay=0.01, retry_max_delay=0.05, retry_max_attempts=20)
+    retried: list[str] = []
+    # about a third of the listing requests fail (503 or reset): each failure costs one retry of its page
+    with FaultProxy(emulators.gcs, rate=0.35, faults=("503", "reset"), seed=7) as proxy:
+        monkeypatch.setenv(clients.STORAGE_EMULATOR_ENV, proxy.url)
+        client = clients.gcs_client(emulators.project)
+        pages = list(list_pages(client, bucket, "r/", cfg=cfg, page_size=2, on_retry=lambda e, n: retried.append(n)))
+        injected = proxy.injected
+    assert [r[0] for page in pages for r in page] == [f"r/{i:02d}" for i in range(10)]
+    assert injected > 0 and len(retried) == injected  # every injected fault was retried, and counted
+
+
+def test_list_pages_names_a_missing_bucket_and_the_fix(gcs_client):
+    from migrate.errors import TargetError
+
+    with pytest.raises(TargetError) as err:
+        list(list_pages(gcs_client, "no-such-bucket-for-listing"))
+    assert "gs://no-such-bucket-for-listing not found" in err.value.one_line()
+    assert "create the bucket" in err.value.one_line()

@@ -349,14 +349,14 @@ def test_listing_survives_transient_errors_page_by_page(write_config, tmp_path, 
     from faultproxy import FaultProxy
 
     from migrate import clients
-    from migrate.planning import listing
+    from migrate.targets import gcs
 
     files = _sample_files(12)
     transfer = {"retry_initial_delay": 0.01, "retry_max_delay": 0.05, "retry_max_attempts": 20}
     cfg, conn = _setup(write_config, tmp_path, bucket, files, transfer=transfer)
     for rel in sorted(files)[:9]:
         gcs_client.bucket(bucket).blob("data/" + rel).upload_from_string(files[rel])
-    monkeypatch.setattr(listing, "PAGE_SIZE", 2)  # several pages, each retried on its own
+    monkeypatch.setattr(gcs, "LIST_PAGE_SIZE", 2)  # several pages, each retried on its own
     direct = make_plan(cfg, conn, "direct", gcs_client=gcs_client)
     events = []
     with FaultProxy(os.environ["STORAGE_EMULATOR_HOST"], rate=0.5, faults=("429", "503"), seed=1) as proxy:

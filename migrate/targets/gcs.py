@@ -14,7 +14,8 @@ block until a final check on the bytes read passes, so a file that changed while
 aborts the request and leaves no object behind.
 
 Composite objects (the large-file path of migrate.transfer.objects) are built from part
-objects under PARTS_PREFIX in the same bucket; list_objects hides that prefix.
+objects under PARTS_PREFIX in the same bucket; list_pages (the listing plan and verify use)
+hides that prefix.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import secrets
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, urlencode, urlsplit
@@ -36,7 +37,10 @@ from google.api_core import exceptions as gexc
 from urllib3 import exceptions as u3exc
 
 from migrate import __version__
+from migrate.config import TransferConfig
+from migrate.errors import TargetError
 from migrate.hashing import crc32c_b64
+from migrate.retry import describe, retrying
 
 PARTS_PREFIX = ".migrate-parts/"
 MTIME_KEY = "goog-reserved-file-mtime"  # seconds since the epoch, as gsutil and rclone write it
@@ -45,6 +49,8 @@ MAX_COMPOSE = 32  # sources per compose request
 READ_CHUNK = 1024 * 1024
 _OBJECT_FIELDS = "name,size,crc32c,generation"
 _LIST_FIELDS = "items(name,size,crc32c,generation),nextPageToken"
+LIST_PAGE_SIZE = 1000
+Row = tuple[str, int, str | None, int]
 _CONTENT_TYPES = {".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
 
 
@@ -416,26 +422,79 @@ class Gcs:
         status, _ = self._call("DELETE", self._object_url(bucket, name, params), not_found_ok=True)
         return status != 404
 
-    def list(self, bucket: str, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
-        """Every live object under prefix, one page in memory at a time."""
+    def list_page(
+        self, bucket: str, prefix: str = "", token: str | None = None, *, page_size: int = LIST_PAGE_SIZE
+    ) -> tuple[list[ObjectInfo], str | None]:
+        """One page of live objects under prefix (a fields mask keeps it small) and the next page's token."""
         params = {"fields": _LIST_FIELDS, "maxResults": str(page_size)}
         if prefix:
             params["prefix"] = prefix
+        if token:
+            params["pageToken"] = token
+        _, doc = self._call("GET", f"{self.api}/b/{bucket}/o?{urlencode(params)}")
+        doc = doc or {}
+        return [ObjectInfo.from_json(item) for item in doc.get("items", ())], doc.get("nextPageToken") or None
+
+    def list(self, bucket: str, prefix: str = "", *, page_size: int = LIST_PAGE_SIZE) -> Iterator[ObjectInfo]:
+        """Every live object under prefix, one page in memory at a time (no retries: see list_pages)."""
+        token: str | None = None
         while True:
-            _, doc = self._call("GET", f"{self.api}/b/{bucket}/o?{urlencode(params)}")
-            for item in doc.get("items", ()):
-                yield ObjectInfo.from_json(item)
-            token = doc.get("nextPageToken")
+            infos, token = self.list_page(bucket, prefix, token, page_size=page_size)
+            yield from infos
             if not token:
                 return
-            params["pageToken"] = token
 
 
-def list_objects(client, bucket: str, prefix: str = "") -> Iterator[tuple[str, int, str | None, int]]:
-    """(name, size, crc32c, generation) of every live object under prefix, paged with a fields mask.
+# --- listing the destination (plan and verify) ---------------------------------------------------
 
-    Parts of composite uploads in progress (PARTS_PREFIX) are not migrated objects and are left out.
+
+def listing_roots(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Distinct (bucket, prefix), dropping a prefix that a shorter one in the same bucket already covers."""
+    roots: list[tuple[str, str]] = []
+    for bucket, prefix in sorted(set(pairs)):
+        if any(b == bucket and prefix.startswith(p) for b, p in roots):
+            continue
+        roots.append((bucket, prefix))
+    return roots
+
+
+def list_pages(
+    client,
+    bucket: str,
+    prefix: str = "",
+    *,
+    cfg: TransferConfig | None = None,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+    page_size: int | None = None,
+) -> Iterator[list[Row]]:
+    """Pages of (name, size, crc32c, generation) of the live objects under prefix.
+
+    Each page is one request retried on its own by migrate.retry (on_retry counts the retries) and
+    resumed from its page token, so a transient error on page 900 of a million-object bucket costs
+    one page, not the listing. Composite-upload parts (PARTS_PREFIX) are the run's scratch space,
+    not migrated objects, and are left out. An error that outlives the retries is a TargetError
+    naming the bucket and the fix.
     """
-    for info in Gcs(client, pool_size=2).list(bucket, prefix):
-        if not info.name.startswith(PARTS_PREFIX):
-            yield info.name, info.size, info.crc32c, info.generation
+    gcs = Gcs(client, pool_size=2)
+    retry = retrying(cfg or TransferConfig(), on_retry)
+    page_size = page_size or LIST_PAGE_SIZE
+    token: str | None = None
+    while True:
+        try:
+            infos, token = retry(lambda token=token: gcs.list_page(bucket, prefix, token, page_size=page_size))
+        except gexc.NotFound:
+            raise TargetError(
+                f"bucket gs://{bucket} not found", "check the bucket names and project, or create the bucket"
+            ) from None
+        except gexc.Forbidden as exc:
+            raise TargetError(
+                f"cannot list gs://{bucket}: {describe(exc)}", "grant storage.objects.list on the bucket"
+            ) from None
+        except (gexc.GoogleAPICallError, OSError) as exc:
+            raise TargetError(
+                f"listing gs://{bucket}/{prefix} failed: {describe(exc)}",
+                "check credentials and network (or STORAGE_EMULATOR_HOST), then run the command again",
+            ) from None
+        yield [(i.name, i.size, i.crc32c, i.generation) for i in infos if not i.name.startswith(PARTS_PREFIX)]
+        if not token:
+            return

@@ -19,19 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
 from migrate.config import TransferConfig
-from migrate.errors import PlanError, TargetError
+from migrate.errors import PlanError
 from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter, null_reporter
-from migrate.retry import describe, retrying
-from migrate.targets.gcs import PARTS_PREFIX
+from migrate.retry import describe
+from migrate.targets.gcs import list_pages, listing_roots
 from migrate.verification.model import Listing, ObjectsResult
 from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING, ProblemLines, object_path
 
-LIST_FIELDS = "items(name,size,crc32c,generation),nextPageToken"
-PAGE_SIZE = 1000
 BATCH = 5000
 # items.state -> ObjectsResult counter; these are reported as `!` and not also as missing/differs
 RUN_PROBLEM_STATES = {"failed": "run_failed", "source-changed": "source_changed", "conflict": "conflict"}
@@ -50,7 +48,6 @@ CREATE TEMP TABLE verify_skipped(
   PRIMARY KEY(bucket, object)) WITHOUT ROWID;
 """
 
-Row = tuple[str, int, str | None, int | None]
 Candidate = tuple[str, str, int, str | None, str | None, int | None]
 
 
@@ -103,16 +100,6 @@ def load_skipped(conn: sqlite3.Connection, plan: Plan) -> int:
     return n
 
 
-def listing_roots(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Distinct (bucket, prefix), dropping a prefix that a shorter one in the same bucket already covers."""
-    roots: list[tuple[str, str]] = []
-    for bucket, prefix in sorted(set(pairs)):
-        if any(b == bucket and prefix.startswith(p) for b, p in roots):
-            continue
-        roots.append((bucket, prefix))
-    return roots
-
-
 def plan_roots(conn: sqlite3.Connection, plan_id: str) -> list[tuple[str, str]]:
     """The bucket+prefix pairs the plan writes under: object name minus relpath (else the whole bucket)."""
     sql = """
@@ -126,43 +113,6 @@ def plan_roots(conn: sqlite3.Connection, plan_id: str) -> list[tuple[str, str]]:
     ).fetchall()
     pairs += conn.execute(sql.format(table="temp.verify_skipped", where="1")).fetchall()
     return listing_roots((r[0], r[1]) for r in pairs)
-
-
-def iter_pages(
-    client, bucket: str, prefix: str, cfg: TransferConfig, on_retry: Callable[[BaseException, int], None]
-) -> Iterator[list[Row]]:
-    """Pages of (name, size, crc32c, generation) of live objects under prefix; each page retried on its own.
-
-    targets.gcs.list_objects lists the same way but retries nothing; here a transient error on page 900
-    costs one page. Composite-upload parts (targets.gcs.PARTS_PREFIX) are the run's scratch space,
-    not migrated objects, and are left out as there.
-    """
-    from google.api_core import exceptions as gexc
-
-    token: str | None = None
-    while True:
-
-        def fetch(token: str | None = token) -> tuple[list[Row], str | None]:
-            it = client.list_blobs(
-                bucket, prefix=prefix or None, fields=LIST_FIELDS, page_size=PAGE_SIZE, page_token=token, retry=None
-            )
-            page = next(it.pages, None)
-            rows = [] if page is None else [(b.name, int(b.size or 0), b.crc32c, b.generation) for b in page]
-            return [r for r in rows if not r[0].startswith(PARTS_PREFIX)], it.next_page_token
-
-        try:
-            rows, token = retrying(cfg, on_retry)(fetch)
-        except gexc.NotFound:
-            raise TargetError(
-                f"bucket gs://{bucket} not found", "check the plan's bucket names and project, or create the bucket"
-            ) from None
-        except gexc.Forbidden as exc:
-            raise TargetError(f"cannot list gs://{bucket}: {describe(exc)}", "grant storage.objects.list") from None
-        except gexc.GoogleAPICallError as exc:
-            raise TargetError(f"listing gs://{bucket}/{prefix} failed: {describe(exc)}", "retry later") from None
-        yield rows
-        if not token:
-            return
 
 
 def load_listing(
@@ -180,7 +130,7 @@ def load_listing(
     for bucket, prefix in roots:
         lst = Listing(bucket, prefix)
         report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))
-        for rows in iter_pages(client, bucket, prefix, cfg, on_retry):
+        for rows in list_pages(client, bucket, prefix, cfg=cfg, on_retry=on_retry):
             lst.pages += 1
             lst.objects += len(rows)
             conn.executemany(

@@ -2,13 +2,21 @@
 
 Emulator mode is on when STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST are set; the
 clients then use anonymous credentials and never look for Application Default Credentials.
+Otherwise missing credentials are a CredentialsError (exit 2 at the CLI) that says how to provide them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import requests.adapters
+
+from migrate.errors import CredentialsError
+
+F = TypeVar("F", bound=Callable)
 
 STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 PUBSUB_EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
@@ -25,6 +33,27 @@ def pubsub_emulator() -> str | None:
     return os.environ.get(PUBSUB_EMULATOR_ENV) or None
 
 
+def _needs_credentials(factory: F) -> F:
+    """Missing Application Default Credentials become one CredentialsError naming the fix, not a traceback."""
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            return factory(*args, **kwargs)
+        except DefaultCredentialsError as exc:
+            detail = str(exc).splitlines()[0][:200] if str(exc) else "none found"
+            raise CredentialsError(
+                f"no usable Google Cloud credentials ({detail})",
+                "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+                f" (for the emulators, set {STORAGE_EMULATOR_ENV} and {PUBSUB_EMULATOR_ENV})",
+            ) from None
+
+    return build  # type: ignore[return-value]
+
+
+@_needs_credentials
 def gcs_client(project: str, *, pool_size: int = 32):
     """A storage.Client with a connection pool sized for `pool_size` concurrent workers."""
     from google.auth.credentials import AnonymousCredentials
@@ -44,6 +73,7 @@ def gcs_client(project: str, *, pool_size: int = 32):
     return client
 
 
+@_needs_credentials
 def publisher_client(batch_settings=None, publisher_options=None):
     from google.cloud import pubsub_v1
 
@@ -55,6 +85,7 @@ def publisher_client(batch_settings=None, publisher_options=None):
     return pubsub_v1.PublisherClient(**kwargs)
 
 
+@_needs_credentials
 def subscriber_client():
     from google.cloud import pubsub_v1
 

@@ -58,6 +58,12 @@ class TargetError(MigrateError):
     """A GCS bucket or Pub/Sub topic is missing, unreachable or not writable."""
 
 
+class CredentialsError(TargetError):
+    """No usable Google Cloud credentials: a setup mistake, fixed before anything can move."""
+
+    exit_code = 2
+
+
 class TransferFailed(MigrateError):
     """A run finished with failed items; it is resumable."""
 

@@ -64,6 +64,7 @@ class PreflightReport:
     plan: str | None = None
     emulator: bool = False
     findings: list[Finding] = field(default_factory=list)
+    retries: int = 0  # transient errors retried while checking
 
     @property
     def errors(self) -> list[Finding]:
@@ -89,6 +90,7 @@ class PreflightReport:
             "emulator": self.emulator,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
+            "retries": self.retries,
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -132,10 +134,12 @@ def preflight(
     timeout = min(cfg.transfer.timeout, CALL_TIMEOUT)
     create_fix = _create_fix(cfg, plan_name)
 
+    def on_retry(exc: BaseException, attempt: int) -> None:
+        result.retries += 1
+        report(Event("retry", data={"error": describe(exc)}))
+
     def call(fn: Callable[[], T]) -> T:
-        return call_with_retry(
-            fn, retry_cfg, lambda exc, attempt: report(Event("retry", data={"error": describe(exc)}))
-        )
+        return call_with_retry(fn, retry_cfg, on_retry)
 
     if buckets:
         client = clients.gcs_client(cfg.project.id, pool_size=4)

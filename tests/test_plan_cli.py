@@ -42,3 +42,22 @@ def test_cli_plan_json_matches_the_plan_file_and_tables_render(estate, emulators
 
     out = _migrate("plan", "--config", str(estate.config_path), "--name", "../escape")
     assert out.returncode == 2 and "plan name" in out.stderr
+
+
+def test_cli_plan_without_credentials_names_the_fix(estate, tmp_path):
+    """Against real Google Cloud (no emulator variables) with no usable credentials: one line, exit 2."""
+    cfg = load_config(estate.config_path)
+    run_inventory(cfg, connect(cfg.project.state_dir), hash=False)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "missing-key.json")
+    out = subprocess.run(
+        [sys.executable, "-m", "migrate", "plan", "--config", str(estate.config_path), "--name", "wave1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "credentials" in lines[0] and "GOOGLE_APPLICATION_CREDENTIALS" in lines[0]

@@ -231,6 +231,32 @@ def test_transient_faults_are_retried_within_the_run(tmp_path, write_config, buc
     assert _listing(gcs_client, setup.bucket, PARTS_PREFIX) == {}
 
 
+def test_retries_while_preflighting_count_in_the_run(setup, emulators, monkeypatch):
+    """The preflight's bucket lookup meets one 503: retried, and counted in the run's retries and ledger."""
+    plan = setup.plan()
+    seen: list[str] = []
+
+    def first_bucket_get(method: str, path: str) -> bool:
+        hit = method == "GET" and path.split("?")[0].endswith(f"/b/{setup.bucket}") and not seen
+        if hit:
+            seen.append(path)
+        return hit
+
+    with FaultProxy(emulators.gcs, rate=1.0, faults=("503",), match=first_bucket_get) as proxy:
+        monkeypatch.setenv(clients.STORAGE_EMULATOR_ENV, proxy.url)
+        summary = setup.run(plan)
+        injected = proxy.injected
+    assert injected == 1 and summary.status == "ok"
+    assert summary.preflight_retries == 1
+    assert summary.retries == 1 + summary.objects.retries
+    conn = connect(setup.cfg.project.state_dir)
+    try:
+        row = conn.execute("SELECT retries FROM runs WHERE run_id=?", (summary.run_id,)).fetchone()
+        assert row[0] == summary.retries
+    finally:
+        conn.close()
+
+
 def test_stopped_large_upload_resumes_without_starting_over(tmp_path, write_config, bucket, gcs_client, emulators):
     data = os.urandom(8 * 256 * KIB + 1000)  # 9 parts
     s = Setup(tmp_path, write_config, bucket, {"huge.bin": data}, workers=2)

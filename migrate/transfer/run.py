@@ -23,10 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.auth.exceptions import DefaultCredentialsError
-
 from migrate.config import Config
-from migrate.errors import PlanError, TargetError, UsageError
+from migrate.errors import PlanError, UsageError
 from migrate.ledger import connect, latest_snapshot, now
 from migrate.planning.planfile import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
@@ -61,6 +59,7 @@ class RunSummary:
     events: dict | None = None
     parts_deleted: int = 0
     not_copied: int = 0  # items of the plan in state source-changed or conflict, from any run
+    preflight_retries: int = 0  # transient errors retried while checking the targets before the run
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -69,7 +68,8 @@ class RunSummary:
 
     @property
     def retries(self) -> int:
-        return (self.objects.retries if self.objects else 0) + int((self.events or {}).get("retries", 0))
+        objects = self.objects.retries if self.objects else 0
+        return self.preflight_retries + objects + int((self.events or {}).get("retries", 0))
 
     def to_dict(self) -> dict:
         return {
@@ -81,6 +81,7 @@ class RunSummary:
             "bwlimit": self.bwlimit,
             "elapsed": round(self.elapsed, 3),
             "retries": self.retries,
+            "preflight_retries": self.preflight_retries,
             "objects": self.objects.to_dict() if self.objects else None,
             "events": self.events,
             "parts_deleted": self.parts_deleted,
@@ -109,12 +110,6 @@ def run_plan(
             # a 'running' row whose lock is free belongs to a run that was killed
             conn.execute("UPDATE runs SET status='killed' WHERE plan_id=? AND status='running'", (plan.plan_id,))
             return _run(conn, cfg, plan, options, report, stop, gcs_client)
-    except DefaultCredentialsError:
-        raise TargetError(
-            "no Google Cloud credentials found",
-            "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
-            " (for the emulators, set STORAGE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST)",
-        ) from None
     finally:
         conn.close()
 
@@ -141,18 +136,23 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     check_identity(conn, plan)
     if not options.allow_drift:
         check_drift(conn, plan)
+    preflight_retries = 0
     if not options.skip_preflight:
         from migrate.preflight import preflight_plan
 
         report(Event("phase", name="preflight"))
-        preflight_plan(cfg, plan).raise_for_errors()
+        checked = preflight_plan(cfg, plan, report=lambda e: report(e) if e.kind == "retry" else None)
+        checked.raise_for_errors()
+        preflight_retries = checked.retries
     register_items(conn, plan)
 
     workers = max(1, options.workers or cfg.transfer.workers)
     bwlimit = cfg.transfer.bandwidth_limit if options.bwlimit is None else options.bwlimit
     started = time.monotonic()
     run_id = conn.execute("INSERT INTO runs(plan_id, started_at) VALUES(?, ?)", (plan.plan_id, now())).lastrowid
-    summary = RunSummary(plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit)
+    summary = RunSummary(
+        plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit, preflight_retries=preflight_retries
+    )
     report(Event("start", data=totals(conn, plan.plan_id, options.kinds)))
     abort = threading.Event()
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from migrate.cli import render
 from migrate.cli.common import JsonOpt, errors_to_exit, print_json
@@ -38,15 +39,15 @@ def register(app: typer.Typer) -> None:
                 return
             render.info(f"\n[bold cyan]== {name}[/] ({seconds:.1f}s)")
             if name == "generate":
-                render.info(
+                render.plain(
                     f"sample data center at {result.root}: {result.total_files} catalog files "
                     f"({format_bytes(result.total_bytes)}), {result.events()} listener events, "
                     f"{result.malformed()} malformed lines; config {result.config_path}"
                 )
             elif name == "emulators":
-                render.info(f"fake-gcs-server at {result.gcs}, Pub/Sub emulator at {result.pubsub}")
+                render.plain(f"fake-gcs-server at {result.gcs}, Pub/Sub emulator at {result.pubsub}")
             elif name == "provision":
-                render.info(str(getattr(result, "summary", lambda: result)()))
+                render.plain(str(getattr(result, "summary", lambda: result)()))
             elif name == "inventory":
                 from migrate.cli.cmd_inventory import show
 
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
             verdict = (
                 "[green]verified: every object and event arrived[/]" if result.verified else "[red]NOT verified[/]"
             )
-            render.info(f"\n{verdict}. Plan and reports: {result.plan_path.parent if result.plan_path else '-'}")
+            where = escape(str(result.plan_path.parent)) if result.plan_path else "-"
+            render.info(f"\n{verdict}. Plan and reports: {where}")
         if not result.verified:
             raise typer.Exit(1)

@@ -40,6 +40,6 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(report.to_dict())
         elif not quiet:
-            render.info(report.summary())
+            render.plain(report.summary())
             for note in report.notes:
                 render.warn(note)

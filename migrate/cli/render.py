@@ -22,7 +22,13 @@ def warn(line: str) -> None:
 
 
 def info(line: str) -> None:
+    """A line written by the CLI itself: rich markup is honoured, so data in it must be escape()d."""
     console.print(line, highlight=False, soft_wrap=True)
+
+
+def plain(line: str) -> None:
+    """A line of data (paths, summaries built by core code): printed as is, never read as markup."""
+    console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *, right: Iterable[str] = ()) -> None:

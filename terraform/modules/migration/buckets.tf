@@ -55,6 +55,18 @@ resource "google_storage_bucket" "target" {
     }
   }
 
+  # Parts of composite uploads (.migrate-parts/) are deleted by the run that composed them; a plan
+  # that is abandoned mid-way leaves its parts behind, so GCS removes them after parts_max_age_days.
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      age            = var.parts_max_age_days
+      matches_prefix = [".migrate-parts/"]
+    }
+  }
+
   dynamic "encryption" {
     for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
     content {

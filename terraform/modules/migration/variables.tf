@@ -109,6 +109,17 @@ variable "grant_kms_to_service_agents" {
   default     = true
 }
 
+variable "parts_max_age_days" {
+  description = "Days after which leftover composite-upload parts (.migrate-parts/) of abandoned runs are deleted."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.parts_max_age_days >= 1
+    error_message = "parts_max_age_days must be at least 1 (a run resumed later re-uploads parts that were removed)."
+  }
+}
+
 variable "ack_deadline_seconds" {
   description = "Ack deadline of the verification subscriptions."
   type        = number

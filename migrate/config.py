@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -327,16 +328,7 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     # [[catalog]]
     catalog: list[CatalogSource] = []
     names: set[str] = set()
-    items = data.get("catalog", [])
-    if not isinstance(items, list):
-        c.fail("catalog", "expected an array of tables", "write each source as [[catalog]]")
-        items = []
-    for i, item in enumerate(items):
-        where = f"catalog[{i}]"
-        t = c.table(item, where, _CATALOG)
-        nm = c.get(t, "name", where, str, f"catalog{i}", required=True)
-        where = f"catalog[{nm}]" if "name" in t and isinstance(t.get("name"), str) else where
-        _check_name(c, where, nm, names)
+    for where, t, nm in _sources(c, data, "catalog", _CATALOG, names):
         root_s = c.get(t, "root", where, str, None, required=True)
         root = _resolve(base, root_s) if root_s else Path(".")
         if root_s and check_roots and not root.is_dir():
@@ -382,16 +374,7 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
 
     # [[listeners]]
     listeners: list[ListenerSource] = []
-    items = data.get("listeners", [])
-    if not isinstance(items, list):
-        c.fail("listeners", "expected an array of tables", "write each source as [[listeners]]")
-        items = []
-    for i, item in enumerate(items):
-        where = f"listeners[{i}]"
-        t = c.table(item, where, _LISTENER)
-        nm = c.get(t, "name", where, str, f"listeners{i}", required=True)
-        where = f"listeners[{nm}]" if "name" in t and isinstance(t.get("name"), str) else where
-        _check_name(c, where, nm, names)
+    for where, t, nm in _sources(c, data, "listeners", _LISTENER, names):
         paths = c.strings(t, "paths", where, (), required=True)
         fmt = c.get(t, "format", where, str, "jsonl")
         if fmt not in FORMATS:
@@ -523,6 +506,22 @@ def _lifecycle_rules(c: _Checker, items: Any) -> tuple[LifecycleRule, ...]:
         buckets = c.strings(t, "buckets", where)
         rules.append(LifecycleRule(action, age, sc if action == "SetStorageClass" else None, buckets))
     return tuple(rules)
+
+
+def _sources(c: _Checker, data: dict, key: str, schema: dict, names: set[str]) -> Iterator[tuple[str, dict, str]]:
+    """(where, table, name) of each [[key]] table, its keys checked against schema and its name
+    checked for shape and uniqueness across every source; `where` names it in error lines."""
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        c.fail(key, "expected an array of tables", f"write each source as [[{key}]]")
+        items = []
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        t = c.table(item, where, schema)
+        nm = c.get(t, "name", where, str, f"{key}{i}", required=True)
+        where = f"{key}[{nm}]" if isinstance(t.get("name"), str) else where
+        _check_name(c, where, nm, names)
+        yield where, t, nm
 
 
 def _check_name(c: _Checker, where: str, nm: str, names: set[str]) -> None:

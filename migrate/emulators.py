@@ -17,9 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from migrate.clients import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV
 from migrate.errors import MigrateError
@@ -244,15 +245,15 @@ class GcsEmulator:
         self._launch()
 
 
-def start_gcs(root: Path, port: int | None = None, *, log_path: Path | None = None) -> GcsEmulator:
-    """Start fake-gcs-server (filesystem backend at `root`) and wait until it answers."""
-    root = Path(root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    log = Path(log_path) if log_path else root.parent / f"fake-gcs-server-{root.name}.log"
-    binary = gcs_binary()
-    attempts = 1 if port else 3  # a port picked by free_port() can be taken by someone else meanwhile
+E = TypeVar("E", "GcsEmulator", "PubSubEmulator")
+
+
+def _launch(make: Callable[[int], E], port: int | None) -> E:
+    """Build an emulator on `port` (or a free one) and launch it. A port picked by free_port() can be
+    taken by someone else before the emulator binds it, so a picked port gets three tries."""
+    attempts = 1 if port else 3
     for attempt in range(attempts):
-        emu = GcsEmulator(root=root, port=port or free_port(), log_path=log, binary=binary)
+        emu = make(port or free_port())
         try:
             emu._launch()
             return emu
@@ -260,6 +261,15 @@ def start_gcs(root: Path, port: int | None = None, *, log_path: Path | None = No
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def start_gcs(root: Path, port: int | None = None, *, log_path: Path | None = None) -> GcsEmulator:
+    """Start fake-gcs-server (filesystem backend at `root`) and wait until it answers."""
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    log = Path(log_path) if log_path else root.parent / f"fake-gcs-server-{root.name}.log"
+    binary = gcs_binary()
+    return _launch(lambda p: GcsEmulator(root=root, port=p, log_path=log, binary=binary), port)
 
 
 # --- Pub/Sub emulator --------------------------------------------------------------------------
@@ -399,16 +409,7 @@ def start_pubsub(
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = Path(log_path) if log_path else data_dir.parent / f"pubsub-emulator-{data_dir.name}.log"
-    attempts = 1 if port else 3
-    for attempt in range(attempts):
-        emu = PubSubEmulator(data_dir=data_dir, port=port or free_port(), project=project, log_path=log)
-        try:
-            emu._launch()
-            return emu
-        except MigrateError:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+    return _launch(lambda p: PubSubEmulator(data_dir=data_dir, port=p, project=project, log_path=log), port)
 
 
 # --- both --------------------------------------------------------------------------------------

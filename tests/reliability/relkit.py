@@ -538,3 +538,20 @@ def planned_objects(manifest: Path) -> set[tuple[str, str]]:
             if item["kind"] == "object":
                 out.add((item["bucket"], item["object"]))
     return out
+
+
+def find_key(doc: object, key: str) -> object:
+    """The first value of `key` anywhere in a JSON document (depth first), or None."""
+    if isinstance(doc, dict):
+        if key in doc:
+            return doc[key]
+        children = list(doc.values())
+    elif isinstance(doc, list):
+        children = doc
+    else:
+        return None
+    for child in children:
+        got = find_key(child, key)
+        if got is not None:
+            return got
+    return None

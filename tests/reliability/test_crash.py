@@ -18,6 +18,7 @@ from relkit import (
     assert_no_traceback,
     create_audit_subscription,
     drain,
+    find_key,
     kill_group,
     mixed_estate,
     planned_objects,
@@ -135,7 +136,7 @@ def test_sigkill_at_seeded_moments_then_resume(tmp_path, emulators, gcs_client, 
 def _duplicate_bound(summary: dict, ledger: str, plan_id: str) -> int:
     """The run's reported maximum of possible duplicates (summary, else the ledger's in-flight record)."""
     for key in ("max_possible_duplicates", "possible_duplicates", "max_duplicates"):
-        found = _find(summary, key)
+        found = find_key(summary, key)
         if found is not None:
             return int(found)
     conn = sqlite3.connect(ledger)
@@ -147,19 +148,3 @@ def _duplicate_bound(summary: dict, ledger: str, plan_id: str) -> int:
         )
     finally:
         conn.close()
-
-
-def _find(doc, key):
-    if isinstance(doc, dict):
-        if key in doc:
-            return doc[key]
-        for v in doc.values():
-            got = _find(v, key)
-            if got is not None:
-                return got
-    elif isinstance(doc, list):
-        for v in doc:
-            got = _find(v, key)
-            if got is not None:
-                return got
-    return None

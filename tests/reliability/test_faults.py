@@ -15,6 +15,7 @@ from relkit import (
     assert_no_traceback,
     create_audit_subscription,
     drain,
+    find_key,
     kill_group,
     mixed_estate,
     planned_objects,
@@ -76,22 +77,6 @@ def _check_events(est, audit: str, summary: dict) -> tuple[int, int]:
     return sum(n - 1 for n in counts.values()), len(want)
 
 
-def _find(doc, key):
-    if isinstance(doc, dict):
-        if key in doc:
-            return doc[key]
-        for v in doc.values():
-            got = _find(v, key)
-            if got is not None:
-                return got
-    elif isinstance(doc, list):
-        for v in doc:
-            got = _find(v, key)
-            if got is not None:
-                return got
-    return None
-
-
 @pytest.mark.slow
 def test_flaky_gcs_20_percent_faults(tmp_path, emulators, gcs_client):
     est = mixed_estate(
@@ -110,7 +95,7 @@ def test_flaky_gcs_20_percent_faults(tmp_path, emulators, gcs_client):
     assert res.returncode == 0, f"{res}\ninjected: {injected}"
     assert_no_traceback(res)
     summary = res.json()
-    retries = _find(summary, "retries")
+    retries = find_key(summary, "retries")
     assert proxy.injected > 0, injected
     assert isinstance(retries, int) and retries >= 1, (retries, injected)
     planned = planned_objects(est.plans / f"{PLAN}.manifest.jsonl")
@@ -241,9 +226,9 @@ def test_pubsub_frozen_past_publish_timeout_recovers_exactly(tmp_path, emulators
         assert "Traceback" not in stderr
         summary = json.loads(stdout)
         dupes, valid = _check_events(est, audit, summary)
-        bound = _find(summary, "max_possible_duplicates")
+        bound = find_key(summary, "max_possible_duplicates")
         assert bound is not None and dupes <= bound, (dupes, bound)
-        assert _find(summary, "quarantined") == est.truth.malformed()
+        assert find_key(summary, "quarantined") == est.truth.malformed()
         verify = run_cli("verify", "--config", est.config, PLAN, "--json", env=env)
         assert verify.returncode == 0, str(verify)
     finally:

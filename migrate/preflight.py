@@ -8,7 +8,10 @@ How writability is proven:
 - Buckets: `testIamPermissions` for storage.objects.create, which asks GCS what this caller may do
   without changing anything. fake-gcs-server does not implement the IAM endpoints (it answers 404 or
   501), so there we fall back to a probe: create a tiny object with if_generation_match=0 under
-  `.migrate-preflight/` and delete it again.
+  `.migrate-parts/preflight/` and delete it again. That prefix is the run's scratch space: listings
+  hide it, the Terraform role may delete there, and its lifecycle rule removes what is left. A
+  preflight killed between create and delete leaves its probe behind; the next probe of the bucket
+  deletes every probe it finds (a concurrent preflight whose probe vanished has proven its write).
 - Topics: `testIamPermissions` for pubsub.topics.publish. The Pub/Sub emulator has no IAM at all
   (UNIMPLEMENTED) and accepts every publish to an existing topic, so there existence is the proof. We
   never publish a probe message: it would reach the verification subscription and show up in `verify`
@@ -36,7 +39,7 @@ T = TypeVar("T")
 
 BUCKET_WRITE = "storage.objects.create"
 TOPIC_PUBLISH = "pubsub.topics.publish"
-PROBE_PREFIX = ".migrate-preflight/"
+PROBE_PREFIX = ".migrate-parts/preflight/"  # under targets.gcs.PARTS_PREFIX
 CALL_TIMEOUT = 20.0
 OK, WARNING, ERROR = "ok", "warning", "error"
 
@@ -218,7 +221,12 @@ def _probe_bucket(bucket, call, timeout: float) -> Finding:
     except Exception as exc:
         return _unreachable("bucket", name, "GCS", exc)
     try:
-        call(lambda: blob.delete(timeout=timeout, retry=None))
+        leftovers = call(lambda: [b.name for b in bucket.client.list_blobs(name, prefix=PROBE_PREFIX, retry=None)])
+        for probe in {blob.name, *leftovers}:
+            try:
+                call(lambda probe=probe: bucket.blob(probe).delete(timeout=timeout, retry=None))
+            except gexc.NotFound:
+                pass  # deleted by a concurrent preflight: gone either way
     except Exception as exc:
         return Finding(
             "bucket",

@@ -1,7 +1,9 @@
 """One retry policy for GCS and Pub/Sub: an explicit classifier plus tenacity.
 
 Retried: HTTP 408, 429, 5xx, gRPC UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED/ABORTED/
-INTERNAL, connection resets and timeouts. Everything else fails fast.
+INTERNAL, connection resets and timeouts. Everything else fails fast, and so do the two 5xx that
+say the server will never do it: 501 Not Implemented and 505 HTTP Version Not Supported (an
+emulator answers 501 for IAM calls it lacks; retrying that only adds backoff).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from migrate.config import TransferConfig
 T = TypeVar("T")
 
 RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+PERMANENT_5XX = frozenset({501, 505})
 _RETRYABLE_GRPC = frozenset(
     {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "UNKNOWN"}
 )
@@ -30,6 +33,12 @@ def http_status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     value = getattr(response, "status_code", None)
     return value if isinstance(value, int) else None
+
+
+def _retryable_status(status: int | None) -> bool:
+    if status is None:
+        return False
+    return status in RETRYABLE_HTTP or (500 <= status < 600 and status not in PERMANENT_5XX)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -50,8 +59,7 @@ def is_retryable(exc: BaseException) -> bool:
         grpc_code = getattr(exc, "grpc_status_code", None)
         if grpc_code is not None and getattr(grpc_code, "name", "") in _RETRYABLE_GRPC:
             return True
-        status = http_status(exc)
-        return status is not None and (status in RETRYABLE_HTTP or 500 <= status < 600)
+        return _retryable_status(http_status(exc))
     try:
         import urllib3.exceptions as u3
 
@@ -61,7 +69,7 @@ def is_retryable(exc: BaseException) -> bool:
         pass
     status = http_status(exc)
     if status is not None:
-        return status in RETRYABLE_HTTP or 500 <= status < 600
+        return _retryable_status(status)
     # http.client.RemoteDisconnected, IncompleteRead and friends
     import http.client
 

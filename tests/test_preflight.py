@@ -47,7 +47,20 @@ def test_existing_targets_pass_and_the_probe_leaves_nothing(emulators, gcs_clien
     assert by_kind["subscription"].name == verification_subscription(topic)
     assert by_kind["subscription"].level == "ok"
     assert list(gcs_client.list_blobs(bucket, prefix=PROBE_PREFIX)) == []
+    assert report.retries == 0  # the emulator's 501 for IAM calls is permanent: probed at once, not retried
     report.raise_for_errors()  # nothing to raise
+
+
+def test_a_probe_left_by_a_killed_preflight_is_removed_by_the_next(emulators, gcs_client, bucket, make_cfg):
+    from migrate.targets.gcs import PARTS_PREFIX
+
+    assert PROBE_PREFIX.startswith(PARTS_PREFIX)  # scratch space: hidden from listings, swept by lifecycle
+    stale = gcs_client.bucket(bucket).blob(f"{PROBE_PREFIX}left-by-a-kill")
+    stale.upload_from_string(b"")
+    cfg, _ = make_cfg([bucket], [])
+    report = preflight(cfg, [bucket], [])
+    assert report.ok and not report.warnings
+    assert list(gcs_client.list_blobs(bucket, prefix=PROBE_PREFIX)) == []
 
 
 def test_missing_bucket_and_topic_are_named_with_their_fix(emulators, bucket, topic, make_cfg):

@@ -1,0 +1,88 @@
+"""The retry classifier and policy: transient errors are retried with backoff and counted, the rest fail fast."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from migrate.config import TransferConfig
+from migrate.retry import describe, is_retryable, retrying
+
+RETRIED = [
+    gexc.from_http_status(408, "request timeout"),
+    gexc.TooManyRequests("slow down"),
+    gexc.InternalServerError("oops"),
+    gexc.BadGateway("bad gateway"),
+    gexc.ServiceUnavailable("unavailable"),
+    gexc.GatewayTimeout("gateway timeout"),
+    gexc.from_http_status(599, "odd 5xx"),
+    gexc.DeadlineExceeded("grpc deadline"),
+    ConnectionResetError("reset by peer"),
+    TimeoutError("timed out"),
+    ConnectionRefusedError("refused"),
+    http.client.RemoteDisconnected("closed"),
+]
+FAIL_FAST = [
+    gexc.BadRequest("bad"),
+    gexc.Unauthorized("who"),
+    gexc.Forbidden("no"),
+    gexc.NotFound("gone"),
+    gexc.Conflict("exists"),
+    gexc.PreconditionFailed("412"),
+    gexc.MethodNotImplemented("emulator lacks it"),
+    gexc.from_http_status(505, "http version"),
+    ValueError("a bug, not weather"),
+]
+
+
+@pytest.mark.parametrize("exc", RETRIED, ids=lambda e: type(e).__name__)
+def test_transient_errors_are_retried(exc):
+    assert is_retryable(exc)
+
+
+@pytest.mark.parametrize("exc", FAIL_FAST, ids=lambda e: type(e).__name__)
+def test_permanent_errors_fail_fast(exc):
+    assert not is_retryable(exc)
+
+
+def _flaky(failures: list[BaseException]):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if failures:
+            raise failures.pop(0)
+        return "done"
+
+    return fn, calls
+
+
+def test_policy_retries_with_growing_capped_sleeps_and_counts_each_retry():
+    cfg = TransferConfig(retry_initial_delay=1.0, retry_max_delay=4.0, retry_max_attempts=8)
+    sleeps: list[float] = []
+    seen: list[tuple[str, int]] = []
+    fn, calls = _flaky([gexc.ServiceUnavailable("x") for _ in range(5)])
+    out = retrying(cfg, lambda e, n: seen.append((type(e).__name__, n)), sleep=sleeps.append)(fn)
+    assert out == "done" and len(calls) == 6
+    assert seen == [("ServiceUnavailable", n) for n in range(1, 6)]
+    assert all(0 <= s <= 4.0 for s in sleeps) and len(sleeps) == 5  # jittered, never above the cap
+
+
+def test_policy_fails_fast_on_a_permanent_error_and_gives_up_after_max_attempts():
+    cfg = TransferConfig(retry_initial_delay=0.0, retry_max_delay=0.0, retry_max_attempts=3)
+    fn, calls = _flaky([gexc.NotFound("no bucket")])
+    with pytest.raises(gexc.NotFound):
+        retrying(cfg, sleep=lambda s: None)(fn)
+    assert len(calls) == 1
+
+    fn, calls = _flaky([gexc.ServiceUnavailable("down") for _ in range(10)])
+    with pytest.raises(gexc.ServiceUnavailable):
+        retrying(cfg, sleep=lambda s: None)(fn)
+    assert len(calls) == 3
+
+
+def test_describe_is_one_line_with_the_status():
+    text = describe(gexc.ServiceUnavailable("backend down\nsecond line"))
+    assert "\n" not in text and "503" in text and "backend down" in text

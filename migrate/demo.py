@@ -29,6 +29,7 @@ class DemoResult:
     plan_path: Path | None = None
     stages: dict[str, float] = field(default_factory=dict)
     verified: bool = False
+    documents: dict[str, Any] = field(default_factory=dict)  # each stage's own --json document
 
     def to_dict(self) -> dict:
         return {
@@ -37,6 +38,7 @@ class DemoResult:
             "plan": str(self.plan_path) if self.plan_path else None,
             "stage_seconds": self.stages,
             "verified": self.verified,
+            "stages": self.documents,
         }
 
 
@@ -105,4 +107,6 @@ def run_demo(
 def _done(result: DemoResult, stage: StageCallback, name: str, value: Any, started: float) -> None:
     seconds = round(time.monotonic() - started, 2)
     result.stages[name] = seconds
+    if hasattr(value, "to_dict"):
+        result.documents[name] = value.to_dict()
     stage(name, value, seconds)

@@ -21,3 +21,9 @@ def test_info_reads_markup_so_data_must_go_through_plain():
 def test_errors_escape_what_they_name(capsys):
     render.error("cannot read /srv/[/x]")
     assert "cannot read /srv/[/x]" in capsys.readouterr().err
+
+
+def test_table_cells_show_counts_with_separators_and_names_verbatim(capsys):
+    render.table("t", ["name", "files"], [("[b]x[/b]", 1234567), ("none", None)], right=["files"])
+    out = capsys.readouterr().out
+    assert "1,234,567" in out and "[b]x[/b]" in out and "None" not in out

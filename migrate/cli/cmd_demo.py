@@ -40,9 +40,9 @@ def register(app: typer.Typer) -> None:
             render.info(f"\n[bold cyan]== {name}[/] ({seconds:.1f}s)")
             if name == "generate":
                 render.plain(
-                    f"sample data center at {result.root}: {result.total_files} catalog files "
-                    f"({format_bytes(result.total_bytes)}), {result.events()} listener events, "
-                    f"{result.malformed()} malformed lines; config {result.config_path}"
+                    f"sample data center at {result.root}: {result.total_files:,} catalog files "
+                    f"({format_bytes(result.total_bytes)}), {result.events():,} listener events, "
+                    f"{result.malformed():,} malformed lines; config {result.config_path}"
                 )
             elif name == "emulators":
                 render.plain(f"fake-gcs-server at {result.gcs}, Pub/Sub emulator at {result.pubsub}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
@@ -9,8 +11,17 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _width(stream) -> int | None:
+    """Rich's own choice on a terminal or when COLUMNS is set; 120 columns when piped to a log,
+    where rich would otherwise assume 80 and fold every table cell into slivers."""
+    if "COLUMNS" in os.environ or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return 120
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def error(line: str) -> None:
@@ -31,6 +42,15 @@ def plain(line: str) -> None:
     console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
+def cell(value: object) -> str:
+    """A table cell's text: counts with thousands separators, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *, right: Iterable[str] = ()) -> None:
     right = set(right)
     t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
@@ -38,7 +58,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], 
         t.add_column(col, justify="right" if col in right else "left", overflow="fold")
     for row in rows:
         # cells are data (file names), never markup; very long names keep their head and tail
-        t.add_row(*(Text(shorten("" if v is None else str(v))) for v in row))
+        t.add_row(*(Text(shorten(cell(v))) for v in row))
     console.print(t)
 
 

@@ -317,8 +317,8 @@ def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, re
             )
             conn.execute(
                 "INSERT OR REPLACE INTO event_files(source, path, size, mtime_ns, inode, events, malformed, oversized,"
-                " event_bytes, min_time, max_time, id_digest, status, reason, seen, changed)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " event_bytes, min_time, max_time, id_digest, crc32c, status, reason, seen, changed)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     src.name,
                     path,
@@ -332,6 +332,7 @@ def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, re
                     scan.min_time,
                     scan.max_time,
                     scan.digest.hex,
+                    scan.crc32c,
                     status,
                     scan.anomaly,
                     snap,

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS event_files(
   min_time   TEXT,
   max_time   TEXT,
   id_digest  TEXT,
+  crc32c     TEXT,                         -- plain files: CRC32C (base64) of the bytes scanned
   status     TEXT NOT NULL DEFAULT 'ok',   -- 'ok' | 'anomaly'
   reason     TEXT,
   seen       INTEGER NOT NULL,
@@ -216,12 +217,19 @@ def connect(state_dir: Path | str, *, create: bool = True) -> sqlite3.Connection
     return conn
 
 
+# (table, column, declaration) of columns added after their table first shipped
+_ADDED_COLUMNS = (
+    ("offsets", "resent", "INTEGER NOT NULL DEFAULT 0"),
+    ("event_files", "crc32c", "TEXT"),
+)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     # columns added after a table first shipped: older ledgers get them here
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(offsets)")}
-    if "resent" not in columns:
-        conn.execute("ALTER TABLE offsets ADD COLUMN resent INTEGER NOT NULL DEFAULT 0")
+    for table, column, decl in _ADDED_COLUMNS:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     if row is None:
         conn.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -61,10 +61,12 @@ CREATE TEMP TABLE plan_ev(
   mtime_ns INTEGER, inode INTEGER, events INTEGER NOT NULL, malformed INTEGER NOT NULL,
   oversized INTEGER NOT NULL, event_bytes INTEGER NOT NULL, id_digest TEXT, min_time TEXT, max_time TEXT,
   status TEXT NOT NULL, inv_reason TEXT, topic TEXT NOT NULL, format TEXT NOT NULL,
-  code TEXT, detail TEXT, changed_since_replay INTEGER NOT NULL DEFAULT 0,
+  code TEXT, detail TEXT, changed_since_replay INTEGER NOT NULL DEFAULT 0, crc32c TEXT,
+  start_offset INTEGER NOT NULL DEFAULT 0, start_line INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(ord, path)) WITHOUT ROWID;
 CREATE TEMP TABLE plan_done_ev(
-  source TEXT NOT NULL, path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, inode INTEGER, plan_id TEXT NOT NULL);
+  source TEXT NOT NULL, path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, inode INTEGER, plan_id TEXT NOT NULL,
+  crc32c TEXT);
 """
 
 
@@ -240,8 +242,8 @@ def classify_events(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) -> 
         # one scan of items: event files an earlier run finished (state done, or watermark done)
         conn.execute(
             """
-            INSERT INTO plan_done_ev(source, path, size, mtime_ns, inode, plan_id)
-            SELECT i.source, i.relpath, i.size, i.mtime_ns, i.inode, i.plan_id FROM items i
+            INSERT INTO plan_done_ev(source, path, size, mtime_ns, inode, plan_id, crc32c)
+            SELECT i.source, i.relpath, i.size, i.mtime_ns, i.inode, i.plan_id, i.crc32c FROM items i
             WHERE i.kind = 'events' AND (i.state = 'done' OR EXISTS (
               SELECT 1 FROM offsets o WHERE o.plan_id = i.plan_id AND o.path = i.relpath AND o.done = 1))
             """
@@ -250,9 +252,10 @@ def classify_events(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) -> 
         conn.execute(
             """
             INSERT INTO plan_ev(ord, source, path, size, mtime_ns, inode, events, malformed, oversized, event_bytes,
-                                id_digest, min_time, max_time, status, inv_reason, topic, format)
+                                id_digest, min_time, max_time, status, inv_reason, topic, format, crc32c)
             SELECT s.ord, e.source, e.path, e.size, e.mtime_ns, e.inode, e.events, e.malformed, e.oversized,
-                   e.event_bytes, e.id_digest, e.min_time, e.max_time, e.status, e.reason, s.topic, s.format
+                   e.event_bytes, e.id_digest, e.min_time, e.max_time, e.status, e.reason, s.topic, s.format,
+                   e.crc32c
             FROM event_files e JOIN plan_lsrc s ON s.source = e.source
             WHERE e.seen = ?
             """,

@@ -155,6 +155,7 @@ def register_items(conn: sqlite3.Connection, plan: Plan) -> None:
         return
     pid = plan.plan_id
     batch: list[tuple] = []
+    starts: list[tuple] = []
 
     def flush() -> None:
         conn.executemany(
@@ -191,8 +192,14 @@ def register_items(conn: sqlite3.Connection, plan: Plan) -> None:
             )
             if len(batch) >= INSERT_BATCH:
                 flush()
+            if it.get("start_offset"):
+                # a log that only grew since an earlier replay: this plan replays it from there on
+                starts.append((pid, it["source"], it["relpath"], it["start_offset"], it.get("start_line") or 0))
         if batch:
             flush()
+        conn.executemany(
+            "INSERT OR IGNORE INTO offsets(plan_id, source, path, watermark, line) VALUES(?,?,?,?,?)", starts
+        )
 
 
 def drift(conn: sqlite3.Connection, plan: Plan, limit: int = 20) -> tuple[int, list[str]]:

@@ -12,7 +12,9 @@ Files written to project.plans_dir:
                            object: "overwrite" (bool; true only under conflict_policy = overwrite for an
                                    object that exists with other content: do not use if_generation_match=0)
                                    and, when true, "replace_generation" (the generation listed at plan time)
-                           events: "event_bytes", "malformed", "oversized", "replayed_before" (bool)
+                           events: "event_bytes", "malformed", "oversized", "replayed_before" (bool: replayed
+                                   whole again after an earlier run), "crc32c" (plain logs), and for a log that
+                                   only grew since an earlier replay "start_offset" / "start_line" (appended.py)
   <name>.skipped.jsonl   one line per inventoried entry not in the manifest, plan order, keys sorted:
                          kind ("object" | "events"), source, relpath, entry (files.kind or "log"), size,
                          reason (a diff.SKIP_REASONS code), detail, and bucket/object or topic
@@ -33,7 +35,7 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import PlanError, UsageError
 from migrate.ledger import latest_snapshot
-from migrate.planning import diff, listing, summary
+from migrate.planning import appended, diff, listing, summary
 from migrate.planning.batching import assign_batches
 from migrate.planning.planfile import canonical, plan_paths, write_plan, write_text_atomic
 from migrate.planning.report import render_report
@@ -128,6 +130,7 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
             "give catalog sources that share a bucket prefixes that do not nest",
         )
     diff.classify_events(conn, cfg, snapshot_id)
+    appended.resume_appended(conn, cfg)
 
     report(Event("phase", name="summarising"))
     summ = summary.build_summary(conn, cfg, listings, snapshot=snap, conflicts=conflicts)
@@ -195,7 +198,7 @@ def _items(conn: sqlite3.Connection, cfg: Config) -> Iterator[dict]:
     for r in summary.planned_logs(conn):
         seq += 1
         last_batch += 1
-        yield {
+        item = {
             "seq": seq,
             "kind": "events",
             "batch": last_batch,
@@ -213,7 +216,11 @@ def _items(conn: sqlite3.Connection, cfg: Config) -> Iterator[dict]:
             "id_digest": r["id_digest"],
             "format": r["format"],
             "replayed_before": bool(r["changed_since_replay"]),
+            "crc32c": r["crc32c"],
         }
+        if r["start_offset"]:
+            item["start_offset"], item["start_line"] = r["start_offset"], r["start_line"]
+        yield item
 
 
 def _skipped_rows(conn: sqlite3.Connection) -> Iterator[dict]:

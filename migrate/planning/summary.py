@@ -190,7 +190,8 @@ def _listener_sources(conn: sqlite3.Connection, cfg: Config) -> list[dict]:
     for src in cfg.listeners:
         row = conn.execute(
             "SELECT COUNT(*), SUM(events), SUM(event_bytes), SUM(malformed), SUM(oversized), SUM(size),"
-            " SUM(changed_since_replay) FROM plan_ev WHERE source = ? AND code IS NULL",
+            " SUM(changed_since_replay), SUM(start_offset > 0), SUM(start_offset)"
+            " FROM plan_ev WHERE source = ? AND code IS NULL",
             (src.name,),
         ).fetchone()
         total, replayed = conn.execute(
@@ -210,6 +211,8 @@ def _listener_sources(conn: sqlite3.Connection, cfg: Config) -> list[dict]:
                 "file_bytes": int(row[5] or 0),
                 "replayed_earlier": int(replayed or 0),
                 "changed_since_replay": int(row[6] or 0),
+                "appended_since_replay": int(row[7] or 0),
+                "bytes_replayed_before": int(row[8] or 0),
             }
         )
     return out
@@ -269,6 +272,11 @@ def _warnings(cfg: Config, snapshot: sqlite3.Row, s: dict) -> list[str]:
         if src["log_files"] == 0:
             out.append(
                 f"listener '{src['name']}' has no inventoried log files (none matched, or added after the inventory)"
+            )
+        if src.get("appended_since_replay"):
+            out.append(
+                f"listener '{src['name']}': {src['appended_since_replay']} log file(s) grew after an earlier run"
+                " replayed them; only the lines appended since are planned (start_offset in the manifest)"
             )
         if src["changed_since_replay"]:
             out.append(

@@ -37,9 +37,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import google_crc32c
+
 from migrate.config import ListenerSource
 from migrate.errors import SourceError
-from migrate.hashing import IdDigest
+from migrate.hashing import IdDigest, crc32c_b64
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_CHUNK = 1 << 20
@@ -91,6 +93,7 @@ class EventFileScan:
     anomaly: str | None = None
     lines: int = 0
     decompressed_bytes: int = 0
+    crc32c: str | None = None  # plain files read whole: CRC32C (base64) of the raw bytes
 
 
 # --- paths and identity --------------------------------------------------------------------------
@@ -229,6 +232,8 @@ class _Chunks:
         self.is_gzip = is_gzip
         self.truncated: str | None = None
         self.compressed_read = 0
+        self.raw_crc = 0  # plain files: CRC32C of the bytes read (from where the file was positioned)
+        self.raw_bytes = 0
 
     def __iter__(self) -> Iterator[bytes]:
         if not self.is_gzip:
@@ -236,6 +241,8 @@ class _Chunks:
                 block = self.fh.read(READ_CHUNK)
                 if not block:
                     return
+                self.raw_crc = google_crc32c.extend(self.raw_crc, block)
+                self.raw_bytes += len(block)
                 yield block
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         pending = b""
@@ -317,6 +324,7 @@ class EventReader:
         self.bytes_read = 0
         self.stat: os.stat_result | None = None
         self.identity = file_identity(path, listener)
+        self.crc32c: int | None = None  # after a full read of a plain file from byte 0: its CRC32C
         self._it = self._records()
 
     def __iter__(self) -> EventReader:
@@ -340,7 +348,7 @@ class EventReader:
         head = fh.read(2)
         is_gzip = head == GZIP_MAGIC
         fh.seek(0)
-        chunks = _Chunks(fh, is_gzip)
+        chunks = self._chunks = _Chunks(fh, is_gzip)
         parse = _JsonParser(self) if self.listener.format == "jsonl" else _CsvParser(self)
         pos = 0  # decompressed offset of buf[0]
         line_no = self.start_line
@@ -397,6 +405,9 @@ class EventReader:
                 buf = b""
         if chunks.truncated:
             self.anomaly = f"{chunks.truncated} at decompressed byte {self.bytes_read}"
+        whole = not is_gzip and self.start_offset == 0 and self.stat is not None
+        if whole and chunks.raw_bytes == self.stat.st_size:  # not grown while it was read
+            self.crc32c = chunks.raw_crc
         if overflow:
             if not skip:
                 line_no += 1
@@ -598,10 +609,13 @@ def _attribute_problem(event_id: str, key: str | None) -> str | None:
 # --- scan ------------------------------------------------------------------------------------------
 
 
-def scan_file(path: str, listener: ListenerSource, *, bad_line_limit: int = 1000) -> EventFileScan:
-    """Stats of one log file for inventory. Never raises for bad content or an unreadable file."""
+def scan_file(
+    path: str, listener: ListenerSource, *, bad_line_limit: int = 1000, start_offset: int = 0, start_line: int = 0
+) -> EventFileScan:
+    """Stats of one log file (from start_offset, a line start; see iter_records) for inventory and
+    plan. Never raises for bad content or an unreadable file."""
     scan = EventFileScan(path)
-    reader = iter_records(path, listener)
+    reader = iter_records(path, listener, start_offset, start_line)
     min_key = max_key = None
     try:
         for rec in reader:
@@ -629,6 +643,7 @@ def scan_file(path: str, listener: ListenerSource, *, bad_line_limit: int = 1000
     if reader.anomaly and not scan.anomaly:
         scan.anomaly = reader.anomaly
     scan.decompressed_bytes = reader.bytes_read
+    scan.crc32c = None if reader.crc32c is None else crc32c_b64(reader.crc32c)
     st = reader.stat
     if st is None:
         try:

@@ -266,7 +266,8 @@ def load_expected(
             continue
         report(Event("phase", name=f"re-reading {path}"))
         try:
-            for rec in iter_records(path, listener):
+            start = int(item.get("start_offset") or 0), int(item.get("start_line") or 0)
+            for rec in iter_records(path, listener, *start):
                 if rec.error is not None or rec.event_id is None:
                     continue
                 h = id_hash(rec.event_id)

@@ -46,8 +46,11 @@ class Wave:
         return (items[0] if items else None), {"warnings": result.warnings, "plan": result.paths["plan"]}
 
     def run_and_verify(self, plan: str) -> tuple[dict, object]:
-        summary = run_plan(self.cfg, Path(plan), options=RunOptions(workers=2))
+        seen: list = []
+        summary = run_plan(self.cfg, Path(plan), options=RunOptions(workers=2), report=seen.append)
         assert summary.status == "ok", summary.to_dict()
+        (start,) = [e for e in seen if e.kind == "start"]
+        self.announced = start.data["events"]  # what the progress display counts down from
         report = verify_plan(self.cfg, Path(plan), drain=FAST_DRAIN)
         return summary.events, report
 
@@ -106,7 +109,7 @@ def test_grown_jsonl_log_replays_only_the_appended_lines(tmp_path, write_config,
     assert any("only the lines appended since are planned" in x for x in info["warnings"])
 
     events, report = w.run_and_verify(info["plan"])
-    assert events["events"] == 5 and events["quarantined"] == 1
+    assert events["events"] == 5 and events["quarantined"] == 1 and w.announced == 5
     assert report.ok, report.to_dict()
     (src,) = report.events
     assert (src.expected_events, src.received_events, src.duplicates, src.missing) == (5, 5, 0, 0)

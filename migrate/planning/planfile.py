@@ -69,6 +69,20 @@ class Plan:
                 if line.strip():
                     yield json.loads(line)
 
+    def events_per_item(self) -> dict[int, int]:
+        """seq -> the valid events the plan expects from that log item ({} if the manifest is unreadable).
+
+        The manifest's count, not the inventory's: a tail replay expects only its appended lines.
+        """
+        out: dict[int, int] = {}
+        try:
+            for it in self.iter_items():
+                if it.get("kind") == "events" and isinstance(it.get("events"), int):
+                    out[it["seq"]] = it["events"]
+        except (OSError, ValueError):
+            return {}
+        return out
+
 
 def plan_paths(plans_dir: Path, name: str) -> dict[str, Path]:
     return {

@@ -238,7 +238,7 @@ class _Replay:
         self.quarantine: Quarantine | None = None
         self.last_commit = time.monotonic()
         self.ceiling = cfg.pubsub.max_in_flight_messages + COMMIT_EVERY
-        self.events_per_item = _events_per_item(plan)
+        self.events_per_item = plan.events_per_item()
 
     # --- publishers -------------------------------------------------------------------------
 
@@ -532,17 +532,6 @@ def _changed(path: str, item) -> str | None:
     if item["inode"] is not None and st.st_ino != item["inode"]:
         return "inode differs from the plan (file replaced)"
     return None
-
-
-def _events_per_item(plan: Plan) -> dict[int, int]:
-    out: dict[int, int] = {}
-    try:
-        for it in plan.iter_items():
-            if it.get("kind") == "events" and isinstance(it.get("events"), int):
-                out[it["seq"]] = it["events"]
-    except (OSError, ValueError):
-        return {}
-    return out
 
 
 def replay_events(

@@ -153,7 +153,7 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     summary = RunSummary(
         plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit, preflight_retries=preflight_retries
     )
-    report(Event("start", data=totals(conn, plan.plan_id, options.kinds)))
+    report(Event("start", data=totals(conn, plan, options.kinds)))
     abort = threading.Event()
     try:
         if options.kinds in ("all", "objects"):
@@ -268,25 +268,26 @@ def _close_run(conn, s: RunSummary) -> None:
     )
 
 
-def totals(conn, plan_id: str, kinds: str = "all") -> dict:
+def totals(conn, plan: Plan, kinds: str = "all") -> dict:
     """What this run has left to do: objects and bytes, event files and events."""
     out = {"objects": 0, "bytes": 0, "files": 0, "events": 0}
     if kinds in ("all", "objects"):
         row = conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items"
             " WHERE plan_id=? AND kind='object' AND state IN ('pending','failed')",
-            (plan_id,),
+            (plan.plan_id,),
         ).fetchone()
         out["objects"], out["bytes"] = int(row[0]), int(row[1])
     if kinds in ("all", "events"):
-        row = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(e.events), 0) - COALESCE(SUM(o.published), 0) FROM items i"
-            " LEFT JOIN event_files e ON e.source = i.source AND e.path = i.relpath"
+        rows = conn.execute(
+            "SELECT i.seq, COALESCE(o.published, 0) FROM items i"
             " LEFT JOIN offsets o ON o.plan_id = i.plan_id AND o.path = i.relpath"
             " WHERE i.plan_id=? AND i.kind='events' AND i.state IN ('pending','failed')",
-            (plan_id,),
-        ).fetchone()
-        out["files"], out["events"] = int(row[0]), max(0, int(row[1]))
+            (plan.plan_id,),
+        ).fetchall()
+        expected = plan.events_per_item() if rows else {}
+        out["files"] = len(rows)
+        out["events"] = sum(max(0, expected.get(seq, 0) - published) for seq, published in rows)
     return out
 
 

@@ -126,6 +126,12 @@ def test_grown_jsonl_log_replays_only_the_appended_lines(tmp_path, write_config,
     third, _ = w.plan("w3")  # nothing appended since: nothing to replay
     assert third is None
 
+    # the first wave still verifies after its log grew: verify reads a plan's logs only up to the planned size
+    again = verify_plan(w.cfg, Path(_plan_path(w, "w1")), drain=FAST_DRAIN)
+    (src,) = again.events
+    assert again.ok, again.to_dict()
+    assert (src.expected_events, src.missing, src.source_drift) == (9, 0, False)
+
 
 def test_rewritten_prefix_is_replayed_whole_with_a_warning(tmp_path, write_config, topic):
     log = tmp_path / "logs" / "plays.jsonl"

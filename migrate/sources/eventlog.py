@@ -325,6 +325,7 @@ class EventReader:
         self.stat: os.stat_result | None = None
         self.identity = file_identity(path, listener)
         self.crc32c: int | None = None  # after a full read of a plain file from byte 0: its CRC32C
+        self.is_gzip: bool | None = None  # known once the first record is read (offsets are then file offsets)
         self._it = self._records()
 
     def __iter__(self) -> EventReader:
@@ -346,7 +347,7 @@ class EventReader:
 
     def _read(self, fh) -> Iterator[Record]:
         head = fh.read(2)
-        is_gzip = head == GZIP_MAGIC
+        is_gzip = self.is_gzip = head == GZIP_MAGIC
         fh.seek(0)
         chunks = self._chunks = _Chunks(fh, is_gzip)
         parse = _JsonParser(self) if self.listener.format == "jsonl" else _CsvParser(self)

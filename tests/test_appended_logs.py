@@ -198,3 +198,38 @@ def test_a_log_that_ended_mid_line_is_replayed_whole(tmp_path, write_config, top
 
 def _plan_path(w: Wave, name: str) -> str:
     return str(Path(w.cfg.project.plans_dir) / f"{name}.plan.json")
+
+
+def test_log_appended_between_plan_and_run_replays_exactly_the_planned_part(tmp_path, write_config, topic, audit):
+    log = tmp_path / "logs" / "plays-current.jsonl"
+    log.parent.mkdir()
+    log.write_bytes(_jsonl(0, 6))
+    w = Wave(tmp_path, write_config, topic, log)
+    w.plan("w1")
+    planned = {r.event_id for r in w.records() if r.error is None}
+    planned_size = log.stat().st_size
+    with open(log, "ab") as fh:  # the writer keeps going after the plan was made
+        fh.write(_jsonl(6, 3))
+
+    events, report = w.run_and_verify(_plan_path(w, "w1"))  # not "source changed": it only grew
+    assert events["events"] == 6 and events["files_changed"] == 0 and report.ok
+    assert {m.attributes["event_id"] for m in audit()} == planned
+
+    item, info = w.plan("w2")
+    assert (item["start_offset"], item["events"]) == (planned_size, 3)
+    events, report = w.run_and_verify(info["plan"])
+    assert events["events"] == 3 and report.ok
+    assert len(audit()) == 3
+
+
+def test_log_rewritten_and_grown_before_the_run_is_left_as_source_changed(tmp_path, write_config, topic):
+    log = tmp_path / "logs" / "plays.jsonl"
+    log.parent.mkdir()
+    original = _jsonl(0, 6)
+    log.write_bytes(original)
+    w = Wave(tmp_path, write_config, topic, log)
+    w.plan("w1")
+    log.write_bytes(original.replace(b'"u2"', b'"u7"') + _jsonl(6, 2))  # not an append: planned bytes changed
+    summary = run_plan(w.cfg, Path(_plan_path(w, "w1")), options=RunOptions(workers=2))
+    assert summary.events["events"] == 0 and summary.events["files_changed"] == 1
+    assert summary.status != "ok"

@@ -33,7 +33,8 @@ def _build(tmp_path: Path, write_config, bucket: str) -> tuple[Path, Path, Path]
         (tree / name).write_bytes(rng.randbytes(1536 * KIB))  # 6 composite parts each
     config = write_config(
         catalog=[{"name": "cat", "root": str(tree), "bucket": bucket, "prefix": "c/"}],
-        transfer={"workers": 4, "large_file_threshold": "512KiB", "chunk_size": "256KiB"},
+        # capped so the run lasts a few seconds: a fast machine would otherwise finish between two polls
+        transfer={"workers": 4, "large_file_threshold": "512KiB", "chunk_size": "256KiB", "bandwidth_limit": "2MiB/s"},
     )
     cfg = load_config(config)
     conn = connect(cfg.project.state_dir)

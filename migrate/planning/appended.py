@@ -19,43 +19,9 @@ start, as before, and the plan warns about it (`replayed_before`).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-
-import google_crc32c
 
 from migrate.config import Config
-from migrate.hashing import crc32c_b64
-from migrate.sources.eventlog import GZIP_MAGIC, scan_file
-
-READ = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Prefix:
-    size: int
-    crc32c: str
-    lines: int
-
-
-def read_prefix(path: str, size: int) -> Prefix | None:
-    """CRC32C and line count of the first `size` bytes of a plain file that ends them with a newline."""
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            if fh.read(2) == GZIP_MAGIC:
-                return None
-            fh.seek(0)
-            crc, lines, left, last = 0, 0, size, b""
-            while left:
-                block = fh.read(min(READ, left))
-                if not block:
-                    return None
-                crc = google_crc32c.extend(crc, block)
-                lines += block.count(b"\n")
-                left -= len(block)
-                last = block[-1:]
-    except OSError:
-        return None
-    return Prefix(size, crc32c_b64(crc), lines) if last == b"\n" else None
+from migrate.sources.eventlog import Prefix, read_prefix, scan_file
 
 
 def resume_appended(conn: sqlite3.Connection, cfg: Config) -> int:
@@ -73,7 +39,7 @@ def resume_appended(conn: sqlite3.Connection, cfg: Config) -> int:
         if done is None:
             continue
         prefix = read_prefix(path, done[0])
-        if prefix is None or prefix.crc32c != done[1]:
+        if prefix is None or prefix.crc32c != done[1] or not prefix.ends_line:
             continue
         scan = scan_file(path, cfg.listener_source(source), start_offset=prefix.size, start_line=prefix.lines)
         if scan.anomaly or (scan.size, scan.mtime_ns, scan.inode) != (size, mtime_ns, inode):

@@ -430,6 +430,46 @@ class EventReader:
                     yield rec
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """The first `size` bytes of a plain log: their CRC32C (base64), newline count, and whether the
+    last of them is a newline (the next byte starts a line)."""
+
+    size: int
+    crc32c: str
+    lines: int
+    ends_line: bool
+
+
+def read_prefix(path: str, size: int) -> Prefix | None:
+    """Prefix of a plain log file; None for a gzip file, a shorter file or a read error."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            if fh.read(2) == GZIP_MAGIC:
+                return None
+            fh.seek(0)
+            crc, lines, left, last = 0, 0, size, b""
+            while left:
+                block = fh.read(min(READ_CHUNK, left))
+                if not block:
+                    return None
+                crc = google_crc32c.extend(crc, block)
+                lines += block.count(b"\n")
+                left -= len(block)
+                last = block[-1:]
+    except OSError:
+        return None
+    return Prefix(size, crc32c_b64(crc), lines, last == b"\n")
+
+
+def only_appended(path: str, size: int, crc32c: str | None) -> bool:
+    """True if a plain log's first `size` bytes still have the CRC32C recorded for them (it only grew)."""
+    if not crc32c:
+        return False
+    prefix = read_prefix(path, size)
+    return prefix is not None and prefix.crc32c == crc32c
+
+
 def iter_records(path: str, listener: ListenerSource, start_offset: int = 0, start_line: int = 0) -> EventReader:
     """Records of one log file from `start_offset` (decompressed bytes; must be a line start) on.
 

@@ -33,7 +33,7 @@ from migrate.ledger import now, transaction
 from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
-from migrate.sources.eventlog import Record, iter_records, source_attribute
+from migrate.sources.eventlog import Record, iter_records, only_appended, source_attribute
 from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
 from migrate.transfer.quarantine import Quarantine
 
@@ -363,10 +363,14 @@ class _Replay:
         fixed = encode_attributes({"plan_id": pid, "listener": lname})
         self.active.append(st)
         reader = iter_records(path, st.listener, st.watermark, st.line)
+        planned_size = st.item["size"]
         since_commit = 0
         try:
             for rec in reader:
                 if self.stop.is_set() or st.failed is not None:
+                    break
+                if not reader.is_gzip and rec.end_offset > planned_size:
+                    st.reader_done = True  # appended after planning: the next plan's lines
                     break
                 since_commit += 1
                 if rec.error is not None:
@@ -520,17 +524,24 @@ class _Replay:
 
 
 def _changed(path: str, item) -> str | None:
-    """Why the file no longer matches the plan's (size, mtime_ns, inode), or None."""
+    """Why the file no longer matches the plan's (size, mtime_ns, inode), or None.
+
+    A plain log that was only appended to (same inode, its planned bytes with the CRC32C the plan
+    recorded) still matches: the replay reads it up to the planned size, and the next plan replays
+    the rest (planning/appended.py).
+    """
     try:
         st = os.stat(path)
     except OSError as exc:
         return f"cannot stat ({exc.strerror or exc})"
+    if item["inode"] is not None and st.st_ino != item["inode"]:
+        return "inode differs from the plan (file replaced)"
+    if st.st_size > item["size"] and only_appended(path, item["size"], item["crc32c"]):
+        return None
     if st.st_size != item["size"]:
         return f"size {st.st_size} != planned {item['size']}"
     if item["mtime_ns"] is not None and st.st_mtime_ns != item["mtime_ns"]:
         return "mtime differs from the plan"
-    if item["inode"] is not None and st.st_ino != item["inode"]:
-        return "inode differs from the plan (file replaced)"
     return None
 
 

@@ -58,6 +58,14 @@ class Wave:
         return list(iter_records(str(self.log), self.cfg.listener_source("plays")))
 
 
+def _wave(tmp_path: Path, write_config, topic: str, name: str, content: bytes, fmt: str = "jsonl") -> Wave:
+    """A listener over one log file logs/<name> holding `content`."""
+    log = tmp_path / "logs" / name
+    log.parent.mkdir(exist_ok=True)
+    log.write_bytes(content)
+    return Wave(tmp_path, write_config, topic, log, fmt)
+
+
 def _jsonl(start: int, n: int, *, bad_at: int | None = None) -> bytes:
     out = []
     for i in range(start, start + n):
@@ -89,10 +97,8 @@ def audit(emulators, topic):
 
 
 def test_grown_jsonl_log_replays_only_the_appended_lines(tmp_path, write_config, topic, audit):
-    log = tmp_path / "logs" / "plays-current.jsonl"
-    log.parent.mkdir()
-    log.write_bytes(_jsonl(0, 10, bad_at=4))
-    w = Wave(tmp_path, write_config, topic, log)
+    w = _wave(tmp_path, write_config, topic, "plays-current.jsonl", _jsonl(0, 10, bad_at=4))
+    log = w.log
 
     first, _ = w.plan("w1")
     assert first["events"] == 9 and "start_offset" not in first and first["crc32c"]
@@ -134,11 +140,9 @@ def test_grown_jsonl_log_replays_only_the_appended_lines(tmp_path, write_config,
 
 
 def test_rewritten_prefix_is_replayed_whole_with_a_warning(tmp_path, write_config, topic):
-    log = tmp_path / "logs" / "plays.jsonl"
-    log.parent.mkdir()
     original = _jsonl(0, 8)
-    log.write_bytes(original)
-    w = Wave(tmp_path, write_config, topic, log)
+    w = _wave(tmp_path, write_config, topic, "plays.jsonl", original)
+    log = w.log
     w.plan("w1")
     w.run_and_verify(_plan_path(w, "w1"))
 
@@ -150,10 +154,8 @@ def test_rewritten_prefix_is_replayed_whole_with_a_warning(tmp_path, write_confi
 
 
 def test_grown_gzip_log_is_replayed_whole(tmp_path, write_config, topic):
-    log = tmp_path / "logs" / "plays.jsonl.gz"
-    log.parent.mkdir()
-    log.write_bytes(gzip.compress(_jsonl(0, 5)))
-    w = Wave(tmp_path, write_config, topic, log)
+    w = _wave(tmp_path, write_config, topic, "plays.jsonl.gz", gzip.compress(_jsonl(0, 5)))
+    log = w.log
     first, _ = w.plan("w1")
     assert first["crc32c"] is None  # a gzip member cannot be extended in place: no tail replay
     w.run_and_verify(_plan_path(w, "w1"))
@@ -164,10 +166,9 @@ def test_grown_gzip_log_is_replayed_whole(tmp_path, write_config, topic):
 
 
 def test_grown_csv_log_keeps_its_header_and_line_numbers(tmp_path, write_config, topic, audit):
-    log = tmp_path / "logs" / "skips.csv"
-    log.parent.mkdir()
-    log.write_bytes(b"user,track,ts\nu0,1,2026-01-01T00:00:00Z\nu1,2,2026-01-01T00:00:01Z\n")
-    w = Wave(tmp_path, write_config, topic, log, fmt="csv")
+    rows = b"user,track,ts\nu0,1,2026-01-01T00:00:00Z\nu1,2,2026-01-01T00:00:01Z\n"
+    w = _wave(tmp_path, write_config, topic, "skips.csv", rows, fmt="csv")
+    log = w.log
     w.plan("w1")
     events, report = w.run_and_verify(_plan_path(w, "w1"))
     assert report.ok and events["events"] == 2
@@ -184,10 +185,8 @@ def test_grown_csv_log_keeps_its_header_and_line_numbers(tmp_path, write_config,
 
 
 def test_a_log_that_ended_mid_line_is_replayed_whole(tmp_path, write_config, topic):
-    log = tmp_path / "logs" / "plays.jsonl"
-    log.parent.mkdir()
-    log.write_bytes(_jsonl(0, 3) + b'{"user": "u3", "track": 3')  # the writer was mid-line
-    w = Wave(tmp_path, write_config, topic, log)
+    w = _wave(tmp_path, write_config, topic, "plays.jsonl", _jsonl(0, 3) + b'{"user": "u3", "track": 3')  # mid-line
+    log = w.log
     w.plan("w1")
     run_plan(w.cfg, Path(_plan_path(w, "w1")), options=RunOptions(workers=2))
     with open(log, "ab") as fh:
@@ -201,10 +200,8 @@ def _plan_path(w: Wave, name: str) -> str:
 
 
 def test_log_appended_between_plan_and_run_replays_exactly_the_planned_part(tmp_path, write_config, topic, audit):
-    log = tmp_path / "logs" / "plays-current.jsonl"
-    log.parent.mkdir()
-    log.write_bytes(_jsonl(0, 6))
-    w = Wave(tmp_path, write_config, topic, log)
+    w = _wave(tmp_path, write_config, topic, "plays-current.jsonl", _jsonl(0, 6))
+    log = w.log
     w.plan("w1")
     planned = {r.event_id for r in w.records() if r.error is None}
     planned_size = log.stat().st_size
@@ -223,11 +220,9 @@ def test_log_appended_between_plan_and_run_replays_exactly_the_planned_part(tmp_
 
 
 def test_log_rewritten_and_grown_before_the_run_is_left_as_source_changed(tmp_path, write_config, topic):
-    log = tmp_path / "logs" / "plays.jsonl"
-    log.parent.mkdir()
     original = _jsonl(0, 6)
-    log.write_bytes(original)
-    w = Wave(tmp_path, write_config, topic, log)
+    w = _wave(tmp_path, write_config, topic, "plays.jsonl", original)
+    log = w.log
     w.plan("w1")
     log.write_bytes(original.replace(b'"u2"', b'"u7"') + _jsonl(6, 2))  # not an append: planned bytes changed
     summary = run_plan(w.cfg, Path(_plan_path(w, "w1")), options=RunOptions(workers=2))

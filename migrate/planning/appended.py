@@ -73,9 +73,3 @@ def _update(conn: sqlite3.Connection, ord_: int, path: str, scan, prefix: Prefix
         ),
     )
     return cur.rowcount == 1
-
-
-def appended_count(conn: sqlite3.Connection, source: str) -> int:
-    return conn.execute(
-        "SELECT COUNT(*) FROM plan_ev WHERE source = ? AND code IS NULL AND start_offset > 0", (source,)
-    ).fetchone()[0]

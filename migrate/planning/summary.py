@@ -273,7 +273,7 @@ def _warnings(cfg: Config, snapshot: sqlite3.Row, s: dict) -> list[str]:
             out.append(
                 f"listener '{src['name']}' has no inventoried log files (none matched, or added after the inventory)"
             )
-        if src.get("appended_since_replay"):
+        if src["appended_since_replay"]:
             out.append(
                 f"listener '{src['name']}': {src['appended_since_replay']} log file(s) grew after an earlier run"
                 " replayed them; only the lines appended since are planned (start_offset in the manifest)"

@@ -349,7 +349,7 @@ class EventReader:
         head = fh.read(2)
         is_gzip = self.is_gzip = head == GZIP_MAGIC
         fh.seek(0)
-        chunks = self._chunks = _Chunks(fh, is_gzip)
+        chunks = _Chunks(fh, is_gzip)
         parse = _JsonParser(self) if self.listener.format == "jsonl" else _CsvParser(self)
         pos = 0  # decompressed offset of buf[0]
         line_no = self.start_line

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import files
 import pytest
 
 from migrate.config import ListenerSource
@@ -28,14 +29,7 @@ def event(i: int, **extra) -> bytes:
 
 
 def write(path: Path, lines: list[bytes], *, gz: bool = False, trailing_newline: bool = True) -> Path:
-    data = b"\n".join(lines) + (b"\n" if trailing_newline else b"")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz:
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
-            fh.write(data)
-    else:
-        path.write_bytes(data)
-    return path
+    return files.write_log(path, lines, gz=gz, trailing_newline=trailing_newline)
 
 
 def test_expand_paths_sorted_and_deduplicated(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from files import write_tree
 
 from migrate.config import load_config
 from migrate.errors import PlanError
@@ -22,16 +23,8 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
-
-
 def _setup(write_config, tmp_path, bucket, files, *, hash=True, prefix="data/", **sections):
-    root = _tree(tmp_path / "src", files)
+    root = write_tree(tmp_path / "src", files)
     cfg = load_config(
         write_config(catalog=[{"name": "src", "root": str(root), "bucket": bucket, "prefix": prefix}], **sections)
     )
@@ -262,8 +255,10 @@ def test_a_name_gcs_would_reject_is_skipped_and_reported(write_config, tmp_path,
 
 
 def test_tfvars_lists_exactly_the_targets_the_plan_needs(write_config, tmp_path, bucket, gcs_client):
-    root = _tree(tmp_path / "src", {"a/1.txt": b"1", "b/2.txt": b"22"})
-    logs = _tree(tmp_path / "logs", {"plays-1.jsonl": b'{"event_id": "e1"}\n{"event_id": "e2"}\n', "empty.jsonl": b""})
+    root = write_tree(tmp_path / "src", {"a/1.txt": b"1", "b/2.txt": b"22"})
+    logs = write_tree(
+        tmp_path / "logs", {"plays-1.jsonl": b'{"event_id": "e1"}\n{"event_id": "e2"}\n', "empty.jsonl": b""}
+    )
     cfg = load_config(
         write_config(
             catalog=[
@@ -298,7 +293,7 @@ def test_tfvars_lists_exactly_the_targets_the_plan_needs(write_config, tmp_path,
 
 
 def test_log_files_replayed_by_an_earlier_run_are_excluded(write_config, tmp_path, gcs_client):
-    logs = _tree(tmp_path / "logs", {"d1.jsonl": b'{"id": "a"}\n', "d2.jsonl": b'{"id": "b"}\n'})
+    logs = write_tree(tmp_path / "logs", {"d1.jsonl": b'{"id": "a"}\n', "d2.jsonl": b'{"id": "b"}\n'})
     cfg = load_config(write_config(listeners=[{"name": "plays", "paths": [str(logs / "*.jsonl")], "topic": "tp-x"}]))
     conn = connect(cfg.project.state_dir)
     run_inventory(cfg, conn)
@@ -328,7 +323,7 @@ def test_no_inventory_is_a_plan_error_that_says_what_to_run(write_config, tmp_pa
 
 
 def test_two_sources_writing_the_same_object_is_a_plan_error(write_config, tmp_path, bucket, gcs_client):
-    root = _tree(tmp_path / "src", {"all/b/x.txt": b"1", "all/y.txt": b"2", "b/x.txt": b"3"})
+    root = write_tree(tmp_path / "src", {"all/b/x.txt": b"1", "all/y.txt": b"2", "b/x.txt": b"3"})
     cfg = load_config(
         write_config(
             catalog=[

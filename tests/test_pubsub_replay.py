@@ -4,7 +4,6 @@ ordering keys, retries, and the rate limiter (with an injected clock)."""
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import os
 import threading
@@ -12,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import files
 import pytest
 
 from migrate import clients, ledger, names
@@ -42,14 +42,7 @@ def event(i: int, **extra) -> bytes:
 
 
 def write_log(path: Path, lines: list[bytes], gz: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = b"".join(line + b"\n" for line in lines)
-    if gz:
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
-            fh.write(data)
-    else:
-        path.write_bytes(data)
-    return path
+    return files.write_log(path, lines, gz=gz)
 
 
 def setup_plan(tmp_path: Path, write_config, listeners: list[dict], pubsub: dict | None = None, name: str = "p1"):

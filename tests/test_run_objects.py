@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
+from files import write_tree
 
 from migrate import clients
 from migrate.config import load_config
@@ -39,14 +40,6 @@ def _small_in_memory_limit(monkeypatch):
     monkeypatch.setattr(copier, "IN_MEMORY_MAX", 48 * KIB)
 
 
-def _tree(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
-
-
 def _files(seed: int = 1) -> dict[str, bytes]:
     import random
 
@@ -61,7 +54,7 @@ def _files(seed: int = 1) -> dict[str, bytes]:
 
 class Setup:
     def __init__(self, tmp_path: Path, write_config, bucket: str, files: dict[str, bytes], **transfer):
-        self.tree = _tree(tmp_path / "tree", files)
+        self.tree = write_tree(tmp_path / "tree", files)
         self.bucket = bucket
         self.config = write_config(
             catalog=[{"name": "cat", "root": str(self.tree), "bucket": bucket, "prefix": "c/"}],

@@ -145,6 +145,47 @@ def test_csv_rows_become_json_objects_and_resume_reads_the_header(tmp_path: Path
     assert rest == recs[2:]
 
 
+def test_csv_quoted_line_breaks_join_one_record_and_resume_after_it(tmp_path: Path) -> None:
+    path = tmp_path / "skips.csv"
+    path.write_bytes(
+        b"event_id,note,user\n"
+        b'a1,"first line\nsecond ""quoted"" line\nthird",u1\n'  # one record over three lines
+        b"a2,plain,u2\n"
+        b'a3,"one, two",u3\n'
+    )
+    src = listener(path, format="csv")
+    recs = list(iter_records(str(path), src))
+    assert [(r.line, r.lines, r.error) for r in recs] == [(2, 3, None), (5, 1, None), (6, 1, None)]
+    assert json.loads(recs[0].data)["note"] == 'first line\nsecond "quoted" line\nthird'
+    assert recs[0].end_offset == recs[1].offset
+    # resuming after the joined record (its end, and the physical lines below it) reads the same rest
+    rest = list(iter_records(str(path), src, recs[0].end_offset, recs[0].last_line))
+    assert rest == recs[1:]
+    scan = scan_file(str(path), src)
+    assert (scan.events, scan.malformed, scan.lines) == (3, 0, 6)
+
+
+def test_csv_stray_quote_is_one_bad_row_and_the_lines_after_it_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "skips.csv"
+    path.write_bytes(b'event_id,note\na1,ok\na2,"never closed\na3,fine\na4,"x\ny",z\na5,last\n')
+    recs = list(iter_records(str(path), listener(path, format="csv")))
+    got = [(r.line, r.lines, r.event_id if r.error is None else "BAD") for r in recs]
+    # a4's quoted field spans two lines but gives three columns, not two: not a row, so its lines are read
+    # again one by one (the csv module takes `y",z` for a row of two columns)
+    assert got == [(2, 1, "a1"), (3, 1, "BAD"), (4, 1, "a3"), (5, 1, "BAD"), (6, 1, 'y"'), (7, 1, "a5")]
+    assert recs[1].data == b'a2,"never closed'  # the bad line alone is quarantined
+    assert [r.offset for r in recs] == sorted(r.offset for r in recs)
+
+
+def test_csv_open_quote_is_given_up_after_the_line_limit(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(eventlog, "MAX_QUOTED_LINES", 3)
+    path = tmp_path / "skips.csv"
+    path.write_bytes(b'event_id,note\na1,"oops\na2,x\na3,y\na4,z\n')
+    recs = list(iter_records(str(path), listener(path, format="csv")))
+    assert [(r.line, r.error is None) for r in recs] == [(2, False), (3, True), (4, True), (5, True)]
+    assert [r.event_id for r in recs[1:]] == ["a2", "a3", "a4"]
+
+
 def test_derived_event_id_is_stable_across_runs_and_mount_points(tmp_path: Path) -> None:
     lines = [json.dumps({"n": i}).encode() for i in range(5)]
     a = write(tmp_path / "site1" / "logs" / "day1.jsonl.gz", lines, gz=True)

@@ -315,6 +315,23 @@ def test_csv_rows_arrive_as_json_objects(emulators, topic, tmp_path, write_confi
     assert msgs[1].attributes["event_time"] == "2024-05-01T00:00:01Z"
 
 
+def test_csv_record_with_quoted_line_breaks_is_one_event_and_the_watermark_counts_its_lines(
+    emulators, topic, tmp_path, write_config
+) -> None:
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "x.csv"
+    log.write_bytes(b'event_id,note,user\na1,"two\nlines",u1\na2,"a ""b""",u2\na3,plain,u3\na4,"x\ny",u4\n')
+    cfg, conn, plan = setup_plan(tmp_path, write_config, [listener_cfg(tmp_path, topic, format="csv")])
+    summary, _ = run_replay(cfg, conn, plan)
+    assert (summary.events, summary.quarantined) == (4, 0)
+    msgs = {m.attributes["event_id"]: m for m in drain(topic, 4)}
+    assert json.loads(msgs["a1"].data)["note"] == "two\nlines"
+    assert json.loads(msgs["a2"].data)["note"] == 'a "b"'
+    assert [msgs[e].attributes["source"].rsplit(":", 1)[1] for e in ("a1", "a2", "a3", "a4")] == ["2", "4", "5", "6"]
+    row = conn.execute("SELECT * FROM offsets WHERE plan_id=?", (plan.plan_id,)).fetchone()
+    assert (row["watermark"], row["line"], row["done"]) == (log.stat().st_size, 7, 1)  # physical lines
+
+
 # --- publisher -----------------------------------------------------------------------------------
 
 

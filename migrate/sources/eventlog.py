@@ -55,6 +55,8 @@ MAX_ATTRIBUTE_VALUE = 1024
 MAX_ORDERING_KEY = 1024
 # Longest line kept in memory; longer lines are oversized and their raw bytes truncated to this.
 MAX_LINE_KEEP = 12 * 1000 * 1000
+MAX_QUOTED_LINES = 1000  # a CSV quoted field still open after this many lines is taken for a stray quote
+MAX_QUOTED_BYTES = 12 * 1000 * 1000
 
 _CANON_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?Z")
 # The C scanner behind json.loads, without its two whitespace regex passes per call.
@@ -74,6 +76,11 @@ class Record:
     ordering_key: str | None = None
     error: str | None = None
     error_kind: str | None = None  # 'malformed' | 'oversized' | 'truncated'
+    lines: int = 1  # physical lines (more than one for a CSV record with a quoted line break)
+
+    @property
+    def last_line(self) -> int:
+        return self.line + self.lines - 1
 
 
 @dataclass
@@ -307,6 +314,57 @@ def _open_regular(path: str):
     return fh, st
 
 
+class _CsvJoiner:
+    """Joins the physical lines of a CSV record whose quoted field holds line breaks (RFC 4180).
+
+    A line with an odd number of double quotes opens a quoted field; lines are held until the count
+    is even again (an escaped quote "" counts twice, so it never changes the parity) and then parsed
+    as one record. A stray quote must not swallow the rest of the file: when the joined lines do not
+    make a valid row, or the quote is still open at the end of the file or after MAX_QUOTED_LINES /
+    MAX_QUOTED_BYTES, the opening line is a bad row on its own and the lines it held are read again.
+    """
+
+    def __init__(self, parse: _CsvParser) -> None:
+        self.parse = parse
+        self.parts: list[tuple[int, int, int, bytes]] = []  # (line, offset, end, bytes)
+        self.quotes = self.size = 0
+
+    def feed(self, line_no: int, offset: int, end: int, line: bytes) -> Iterator[Record]:
+        quotes = line.count(b'"')
+        if not self.parts and not quotes & 1:
+            rec = self.parse.record(line_no, offset, end, line)
+            if rec is not None:
+                yield rec
+            return
+        self.parts.append((line_no, offset, end, line))
+        self.quotes += quotes
+        self.size += len(line) + 1
+        if self.quotes & 1 and len(self.parts) < MAX_QUOTED_LINES and self.size < MAX_QUOTED_BYTES:
+            return
+        yield from self._close(balanced=not self.quotes & 1)
+
+    def finish(self) -> Iterator[Record]:
+        """At the end of the file: whatever is held was not a quoted record."""
+        while self.parts:
+            yield from self._close(balanced=False)
+
+    def _close(self, *, balanced: bool) -> Iterator[Record]:
+        parts, self.parts, self.quotes, self.size = self.parts, [], 0, 0
+        if balanced:
+            raw = b"\n".join(p[3] for p in parts)
+            rec = self.parse.record(parts[0][0], parts[0][1], parts[-1][2], raw)
+            if rec is None or rec.error_kind != "malformed":
+                if rec is not None:
+                    rec.lines = len(parts)
+                    yield rec
+                return
+        rec = self.parse.record(*parts[0])
+        if rec is not None:
+            yield rec
+        for part in parts[1:]:
+            yield from self.feed(*part)
+
+
 class EventReader:
     """Iterate a log's records from a byte offset. After iteration, `anomaly` names a truncated or
     corrupt gzip (the records before it were yielded; an incomplete last line comes as a record
@@ -356,6 +414,7 @@ class EventReader:
         buf = b""
         skip = self.start_offset
         needs_header = isinstance(parse, _CsvParser)
+        joiner = _CsvJoiner(parse) if isinstance(parse, _CsvParser) else None
         if not is_gzip and skip and not needs_header:
             fh.seek(skip)
             pos, skip = skip, 0
@@ -394,6 +453,9 @@ class EventReader:
                         continue
                     skip = 0
                 line_no += 1
+                if joiner is not None:
+                    yield from joiner.feed(line_no, abs_off, end, line)
+                    continue
                 rec = parse.record(line_no, abs_off, end, line)
                 if rec is not None:
                     yield rec
@@ -416,18 +478,23 @@ class EventReader:
                     yield Record(line_no, over_start, pos, over_raw, error=self.anomaly, error_kind="truncated")
                 else:
                     yield parse.too_long(line_no, over_start, pos, over_raw)
-            return
-        if buf and not (skip and pos + len(buf) <= skip):
+        elif buf and not (skip and pos + len(buf) <= skip):
             if needs_header:
                 parse.header(buf)
                 return
             line_no += 1
             if chunks.truncated:
+                if joiner is not None:
+                    yield from joiner.finish()
                 yield Record(line_no, pos, pos + len(buf), buf, error=self.anomaly, error_kind="truncated")
+            elif joiner is not None:
+                yield from joiner.feed(line_no, pos, pos + len(buf), buf)
             else:
                 rec = parse.record(line_no, pos, pos + len(buf), buf)
                 if rec is not None:
                     yield rec
+        if joiner is not None:
+            yield from joiner.finish()
 
 
 @dataclass(frozen=True)
@@ -660,7 +727,7 @@ def scan_file(
     min_key = max_key = None
     try:
         for rec in reader:
-            scan.lines = rec.line
+            scan.lines = rec.last_line
             if rec.error is None:
                 scan.events += 1
                 scan.event_bytes += len(rec.data)

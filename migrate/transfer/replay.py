@@ -122,7 +122,7 @@ class _FileState:
     def register_event(self, rec: Record) -> int:
         seq = self.next_seq
         self.next_seq = seq + 1
-        self.entries[seq] = (rec.end_offset, rec.line, 1, len(rec.data))
+        self.entries[seq] = (rec.end_offset, rec.last_line, 1, len(rec.data))
         self.registered += 1
         self.window.taken += 1
         return seq
@@ -131,7 +131,7 @@ class _FileState:
         seq = self.next_seq
         self.next_seq = seq + 1
         with self.lock:
-            self.entries[seq] = (rec.end_offset, rec.line, 0, 0)
+            self.entries[seq] = (rec.end_offset, rec.last_line, 0, 0)
             self.acked.add(seq)
             popped = self._advance()
         if popped:

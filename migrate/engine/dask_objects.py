@@ -78,7 +78,8 @@ def copy_objects_dask(
     works = iter_work(conn, cfg, plan, counts)
     slots = engine.slots
     todo = _count_pending(conn, plan.plan_id)
-    batches = _Batches(max(1, min(BATCH_ITEMS, todo // (4 * slots))))
+    # several tasks per slot; under a bandwidth cap fewer, longer ones: a lease changes hands at task ends
+    batches = _Batches(max(1, min(BATCH_ITEMS, todo // ((2 if bwlimit else 4) * slots))))
     spec = {"plan_id": plan.plan_id, "run_id": run_id, "bw": lease_for("bw", plan.plan_id, bwlimit, slots)}
     nonce = uuid.uuid4().hex[:8]
     in_flight: dict[str, tuple[list[Work], object]] = {}

@@ -157,8 +157,16 @@ class DaskEngine:
 
     def start_run(self, run_id: int) -> None:
         """Claim the plan for this run: tasks of any earlier run publish nothing from now on."""
+        from migrate.engine.dask_worker import warm_up
+
         self.run_id = run_id
         self.set_fence(stop=False)
+        # each worker's own client (leases, Variables) is made before the clock of the first stage starts
+        futures = [
+            self.client.submit(warm_up, self.plan_id, workers=[a], allow_other_workers=False, pure=False)
+            for a in sorted(self._alive)
+        ]
+        self.client.gather(futures, errors="skip")
 
     def set_fence(self, *, stop: bool) -> None:
         from distributed import Variable

@@ -151,6 +151,12 @@ def fenced(plan_id: str, run_id: int) -> bool:
     return read_fence(plan_id).get("run") != run_id
 
 
+def warm_up(plan_id: str) -> bool:
+    """A no-op task that makes the worker's client (get_client) and reads the fence once."""
+    read_fence(plan_id)
+    return True
+
+
 # --- objects -------------------------------------------------------------------------------------
 
 

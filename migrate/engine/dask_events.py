@@ -175,6 +175,7 @@ class _Driver:
                 with transaction(self.conn):  # a rerun: the dead attempt stays counted in `interrupted`
                     self.count_attempt(f.item["relpath"], f.item["seq"])
             f.token, f.last_n = msg["token"], msg["n"]
+            self.maybe_finish(f)  # its result may have come first
             return
         if msg["t"] != "wm" or msg["token"] != f.token:
             return

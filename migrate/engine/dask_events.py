@@ -333,6 +333,12 @@ class _Driver:
                     if f.result is not None and time.monotonic() - f.parked_at > LATE_REPORTS:
                         self.maybe_finish(f, timed_out=True)
                 self.engine.poll_workers()
+        except BaseException:
+            try:  # aborted: tasks on a long-lived cluster finish what is in flight and stop
+                self.engine.set_fence(stop=True)
+            except Exception:
+                pass
+            raise
         finally:
             self.quarantine.close()
         self.summary.interrupted = self.stop.is_set()

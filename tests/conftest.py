@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from migrate import clients, names
-from migrate.emulators import Emulators, local_emulators
+from migrate.local.emulators import Emulators, local_emulators
 
 PROJECT = "test-project"
 
@@ -160,8 +160,8 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def estate(tmp_path: Path):
-    """A small generated data center (migrate.datagen) with ground truth; bucket/topic names unique per test."""
-    from migrate import datagen
+    """A small generated data center (migrate.local.datagen) with ground truth; bucket/topic names unique per test."""
+    from migrate.local import datagen
 
     tag = unique_name("t")
     return datagen.generate(tmp_path / "dc", scale=0.05, project=PROJECT, bucket_prefix=tag, topic_prefix=tag)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from migrate import clients
-from migrate.emulators import free_port, local_emulators, start_gcs
 from migrate.errors import MigrateError
+from migrate.local.emulators import free_port, local_emulators, start_gcs
 
 
 def _answers(url: str) -> bool:
@@ -137,7 +137,7 @@ def test_emulators_die_with_their_owner_even_on_sigkill(tmp_path: Path):
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from migrate.emulators import local_emulators\n"
+        "from migrate.local.emulators import local_emulators\n"
         "with local_emulators(Path(sys.argv[1])) as e:\n"
         "    print(json.dumps([e.gcs_server.pid, *e.pubsub_server.processes()]), flush=True)\n"
         "    time.sleep(600)\n"

@@ -305,8 +305,8 @@ def test_normalize_time(value, expected) -> None:
 
 
 def test_scan_matches_generator_ground_truth(tmp_path: Path) -> None:
-    from migrate import datagen
     from migrate.config import load_config
+    from migrate.local import datagen
 
     estate = datagen.generate(tmp_path / "dc", scale=0.05)
     cfg = load_config(estate.config_path)

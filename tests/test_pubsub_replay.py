@@ -409,7 +409,7 @@ def test_failed_ordering_key_is_paused_until_resumed(emulators) -> None:
 
 
 def test_unavailable_endpoint_is_retried_and_counted(monkeypatch) -> None:
-    from migrate.emulators import free_port
+    from migrate.local.emulators import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
     sleeps: list[float] = []

@@ -373,7 +373,7 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
 
 def test_a_whole_estate_objects_then_events(estate, gcs_client, emulators):
     """The generated data center end to end through run_plan: every object, then every valid event."""
-    from migrate.provision import provision
+    from migrate.local.provision import provision
 
     cfg = load_config(estate.config_path)
     conn = connect(cfg.project.state_dir)

@@ -25,7 +25,7 @@ from relkit import (
 )
 
 from migrate import clients
-from migrate.emulators import start_gcs, start_pubsub
+from migrate.local.emulators import start_gcs, start_pubsub
 
 PLAN = "f1"
 

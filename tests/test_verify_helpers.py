@@ -19,7 +19,7 @@ from migrate.ledger import connect
 from migrate.planning.planfile import Plan, canonical, register_items, write_plan
 from migrate.sources.eventlog import iter_records, scan_file, source_attribute
 from migrate.verification.events import DrainSettings
-from migrate.verify import VerifyReport, verify_plan
+from migrate.verification.verify import VerifyReport, verify_plan
 
 # The emulator answers an empty pull right away for short deadlines; two empties in a row end the drain.
 FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=120)

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         unexpected events. Writes plans/<name>.verify.json, .verify.md and .verify.txt (one line per problem)."""
         from migrate.cli import render
         from migrate.config import load_config
-        from migrate.verify import DrainSettings, raise_for_report, verify_plan
+        from migrate.verification.verify import DrainSettings, raise_for_report, verify_plan
 
         cfg = load_config(config, check_roots=False)
         path = resolve_plan_path(cfg.project.plans_dir, plan)

@@ -61,7 +61,7 @@ def run_demo(
     from migrate.local.provision import provision
     from migrate.planning.planner import make_plan
     from migrate.transfer.run import RunOptions, run_plan
-    from migrate.verify import verify_plan
+    from migrate.verification.verify import verify_plan
 
     stage = on_stage or (lambda name, result, seconds: None)
     workdir = Path(workdir).resolve()

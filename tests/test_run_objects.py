@@ -301,7 +301,8 @@ def test_overwrite_policy_replaces_the_planned_generation(tmp_path, write_config
 
 def test_bandwidth_cap_holds_across_workers(setup, monkeypatch):
     """Every byte read for upload passes the shared bucket; on a fake clock the rate is the cap."""
-    from migrate.transfer import bandwidth, run
+    from migrate import ratelimit
+    from migrate.transfer import run
 
     clock = {"t": 0.0}
     lock = threading.Lock()
@@ -317,7 +318,7 @@ def test_bandwidth_cap_holds_across_workers(setup, monkeypatch):
     buckets = []
 
     def fake_limiter(rate):
-        b = bandwidth.TokenBucket(rate, burst=32 * KIB, clock=now, sleep=sleep)
+        b = ratelimit.TokenBucket(rate, burst=32 * KIB, clock=now, sleep=sleep)
         buckets.append(b)
         return b
 

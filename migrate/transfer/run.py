@@ -28,8 +28,8 @@ from migrate.errors import PlanError, UsageError
 from migrate.ledger import connect, latest_snapshot, now
 from migrate.planning.planfile import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
+from migrate.ratelimit import limiter
 from migrate.retry import describe
-from migrate.transfer.bandwidth import limiter
 from migrate.transfer.objects import ObjectsSummary, copy_objects, sweep_parts
 
 KINDS = ("all", "objects", "events")

@@ -13,8 +13,8 @@ import pytest
 
 from migrate.config import ListenerSource
 from migrate.hashing import IdDigest
-from migrate.sources import eventlog
 from migrate.sources.eventlog import expand_paths, iter_records, normalize_time, scan_file
+from migrate.sources.eventlog import reader as eventlog
 
 
 def listener(pattern: str | Path, **kw) -> ListenerSource:

@@ -14,7 +14,7 @@ from migrate.cli import app
 from migrate.config import load_config
 from migrate.errors import TargetError
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.preflight import PROBE_PREFIX, preflight, preflight_plan
 
 

@@ -17,7 +17,7 @@ import pytest
 from migrate import clients, ledger, names
 from migrate.config import PubSubConfig, TransferConfig, load_config
 from migrate.hashing import IdDigest
-from migrate.planning.planfile import register_items, write_plan
+from migrate.plan import register_items, write_plan
 from migrate.progress import Event
 from migrate.ratelimit import TokenBucket
 from migrate.sources.eventlog import scan_file

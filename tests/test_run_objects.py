@@ -360,7 +360,7 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
     import fcntl
 
     from migrate.errors import UsageError
-    from migrate.planning.planfile import load_plan
+    from migrate.plan import load_plan
 
     plan = setup.plan()
     lock = Path(setup.cfg.project.state_dir) / f"run-{load_plan(plan).plan_id}.lock"

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from migrate.cli import render
         from migrate.cli.cmd_verify import resolve_plan_path
         from migrate.config import load_config
-        from migrate.planning.planfile import load_plan
+        from migrate.plan import load_plan
         from migrate.preflight import preflight as run_preflight
         from migrate.preflight import preflight_plan
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from migrate.config import Config
 from migrate.ledger import now, transaction
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe, is_retryable
 from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged, SourceReadError

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from migrate.config import Config, ListenerSource
 from migrate.errors import SourceError
 from migrate.ledger import now, transaction
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
 from migrate.sources.eventlog import Record, iter_records, only_appended, source_attribute

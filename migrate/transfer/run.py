@@ -26,7 +26,7 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import PlanError, UsageError
 from migrate.ledger import connect, latest_snapshot, now
-from migrate.planning.planfile import Plan, drift, load_plan, register_items
+from migrate.plan import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.ratelimit import limiter
 from migrate.retry import describe

@@ -19,10 +19,10 @@ from migrate.config import PubSubConfig, TransferConfig, load_config
 from migrate.hashing import IdDigest
 from migrate.plan import register_items, write_plan
 from migrate.progress import Event
+from migrate.quarantine import iter_quarantine
 from migrate.ratelimit import TokenBucket
 from migrate.sources.eventlog import scan_file
 from migrate.targets.pubsub import EventPublisher, OrderingKeyPaused, topic_path
-from migrate.transfer.quarantine import iter_quarantine
 from migrate.transfer.replay import replay_events
 
 PROJECT = "test-project"

@@ -34,7 +34,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
     """Both emulators; STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST set for the whole session.
 
     Attributes: .gcs (url), .gcs_root (filesystem backend root), .pubsub (host:port), .project,
-    and .gcs_server / .pubsub_server (GcsEmulator / PubSubEmulator, for kill/restart/freeze/thaw).
+    and .gcs_server / .pubsub_server (GcsEmulator / PubSubEmulator, for kill/restart; procgroup.py freezes and thaws).
     """
     with local_emulators(tmp_path_factory.mktemp("emulators"), project=PROJECT) as emus:
         yield emus

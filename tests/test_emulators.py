@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from procgroup import freeze, thaw
 
 from migrate import clients
 from migrate.errors import MigrateError
@@ -104,9 +105,9 @@ def test_local_emulators_lifecycle_leaves_nothing_behind(tmp_path: Path, monkeyp
         members = emus.pubsub_server.processes()
         assert any("java" in _cmdline(p) for p in members), members
 
-        emus.pubsub_server.freeze()
+        freeze(emus.pubsub_server)
         assert {_state(p) for p in members} == {"T"}
-        emus.pubsub_server.thaw()
+        thaw(emus.pubsub_server)
         assert _answers(f"http://{emus.pubsub}/")
 
         gcs_pid, port = emus.gcs_server.pid, emus.pubsub_server.port

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, print_json
+from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, print_json, resolve_plan_path
 
 PlanArg = Annotated[str, typer.Argument(help="The plan: plans/<name>.plan.json, or just its name.", show_default=False)]
 DeepOpt = Annotated[
@@ -32,14 +31,6 @@ EmptyPullsOpt = Annotated[
 MatchesOpt = Annotated[
     bool, typer.Option("--matches", help="Also write '= path' lines for matches to the .verify.txt listing.")
 ]
-
-
-def resolve_plan_path(plans_dir: Path, plan: str) -> Path:
-    """A path as given if it exists or looks like a file; else <plans_dir>/<plan>.plan.json."""
-    p = Path(plan)
-    if p.exists() or plan.endswith(".json") or "/" in plan:
-        return p
-    return Path(plans_dir) / f"{plan}.plan.json"
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,8 @@ from migrate.ledger import now, transaction
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe, is_retryable
-from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged, SourceReadError
+from migrate.sources.filebody import Aborted, SourceChanged, SourceReadError
+from migrate.targets.gcs import PARTS_PREFIX, Gcs
 from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
 from migrate.transfer.executor import BoundedExecutor, Done
 

@@ -144,7 +144,7 @@ class Gcs:
     def __init__(self, client, *, timeout: float = 60.0, connect_timeout: float = 10.0, pool_size: int = 32) -> None:
         from google.auth.transport.urllib3 import AuthorizedHttp
 
-        base = client._connection.API_BASE_URL.rstrip("/")
+        base = client.api_endpoint.rstrip("/")
         self.api = f"{base}/storage/v1"
         self.upload_api = f"{base}/upload/storage/v1"
         self.http = AuthorizedHttp(

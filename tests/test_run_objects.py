@@ -109,7 +109,7 @@ def test_full_copy_matches_size_and_crc32c(setup, gcs_client):
         size, crc, generation = listing[f"c/{rel}"]
         assert (size, crc) == (len(data), crc32c_of_file(setup.tree / rel)[0])
         assert items[rel]["state"] == "done" and items[rel]["generation"] == generation
-        assert items[rel]["upload_url"] is None
+        assert items[rel]["upload_state"] is None
     blob = gcs_client.bucket(setup.bucket).get_blob("c/audio/big.flac")
     assert blob.content_type == "audio/flac"
     assert blob.metadata[PLAN_KEY] == summary.plan_id
@@ -137,7 +137,7 @@ def test_rerun_after_lost_ledger_writes_finds_objects_in_place(setup, gcs_client
     conn = connect(setup.cfg.project.state_dir)
     conn.execute("UPDATE items SET state='pending', generation=NULL WHERE plan_id=?", (first.plan_id,))
     conn.execute(
-        'UPDATE items SET upload_url=\'{"kind": "composite", "part_size": 262144, "parts": 5}\''
+        'UPDATE items SET upload_state=\'{"kind": "composite", "part_size": 262144, "parts": 5}\''
         " WHERE plan_id=? AND relpath='audio/big.flac'",
         (first.plan_id,),
     )
@@ -265,7 +265,7 @@ def test_stopped_large_upload_resumes_without_starting_over(tmp_path, write_conf
     assert first.objects.pending == 1 and first.objects.done == 0
     parts = _listing(gcs_client, bucket, PARTS_PREFIX)
     assert 0 < len(parts) < 9  # in-flight parts finished; queued ones were not started
-    assert s.items()["huge.bin"]["upload_url"] is not None  # the resume state is in the ledger
+    assert s.items()["huge.bin"]["upload_state"] is not None  # the resume state is in the ledger
     assert "c/huge.bin" not in _listing(gcs_client, bucket)
 
     second = s.run(plan)

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from files import write_log, write_tree
 
 REPO = Path(__file__).resolve().parents[1]

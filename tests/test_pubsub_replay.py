@@ -96,9 +96,7 @@ def run_replay(cfg, conn, plan, *, stop=None, report=None):
         if report:
             report(e)
 
-    summary = replay_events(
-        conn, cfg, plan, event_items(conn, plan), run_id=1, report=rep, stop=stop or threading.Event()
-    )
+    summary = replay_events(conn, cfg, plan, event_items(conn, plan), report=rep, stop=stop or threading.Event())
     return summary, events
 
 

@@ -221,11 +221,10 @@ class _Window:
 
 
 class _Replay:
-    def __init__(self, conn, cfg: Config, plan: Plan, *, run_id: int, report: Reporter, stop: threading.Event, client):
+    def __init__(self, conn, cfg: Config, plan: Plan, *, report: Reporter, stop: threading.Event, client):
         self.conn = conn
         self.cfg = cfg
         self.plan = plan
-        self.run_id = run_id
         self.report = report
         self.stop = stop
         self.client = client
@@ -550,7 +549,6 @@ def replay_events(
     plan: Plan,
     rows: Sequence[sqlite3.Row],
     *,
-    run_id: int,
     report: Reporter,
     stop: threading.Event,
     client=None,
@@ -559,6 +557,6 @@ def replay_events(
 
     Never raises for a bad file: failures are in the summary (and items.state/last_error).
     """
-    return _Replay(conn, cfg, plan, run_id=run_id, report=report, stop=stop, client=client).run(
+    return _Replay(conn, cfg, plan, report=report, stop=stop, client=client).run(
         [it for it in rows if it["kind"] == ItemKind.EVENTS and it["state"] != ItemState.DONE]
     )

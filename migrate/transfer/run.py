@@ -274,7 +274,7 @@ def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, 
         from migrate.engine.dask_events import replay_events_dask
 
         return replay_events_dask(conn, cfg, plan, rows, engine, run_id=run_id, report=report, stop=stop).to_dict()
-    return replay_events(conn, cfg, plan, rows, run_id=run_id, report=report, stop=stop).to_dict()
+    return replay_events(conn, cfg, plan, rows, report=report, stop=stop).to_dict()
 
 
 def _status(summary: RunSummary, stop: threading.Event) -> str:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pubsubkit import drain
 from test_verify_helpers import FAST_DRAIN
 
 from migrate import clients
@@ -83,17 +84,8 @@ def audit(emulators, topic):
     path = sub.subscription_path(emulators.project, f"{topic}-audit")
     sub.create_subscription(name=path, topic=f"projects/{emulators.project}/topics/{topic}")
 
-    def drain() -> list:
-        got = []
-        while True:
-            resp = sub.pull(subscription=path, max_messages=1000, timeout=3)
-            if not resp.received_messages:
-                return got
-            got += [m.message for m in resp.received_messages]
-            sub.acknowledge(subscription=path, ack_ids=[m.ack_id for m in resp.received_messages])
-
-    yield drain
     sub.close()
+    yield lambda: drain(path)
 
 
 def test_grown_jsonl_log_replays_only_the_appended_lines(tmp_path, write_config, topic, audit):

@@ -9,15 +9,13 @@ import gzip
 import json
 from pathlib import Path
 
+import pipeline
 import pytest
 from pubsubkit import drain
 from test_verify_helpers import FAST_DRAIN
 
 from migrate import clients
 from migrate.config import load_config
-from migrate.inventory import run_inventory
-from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 from migrate.sources.eventlog import iter_records
 from migrate.transfer.run import RunOptions, run_plan
 from migrate.verification.verify import verify_plan
@@ -35,12 +33,7 @@ class Wave:
         self.cfg = load_config(write_config(listeners=[listener]))
 
     def plan(self, name: str) -> tuple[dict | None, dict]:
-        conn = connect(self.cfg.project.state_dir)
-        try:
-            run_inventory(self.cfg, conn)
-            result = make_plan(self.cfg, conn, name)
-        finally:
-            conn.close()
+        result = pipeline.plan(self.cfg, name, hash=False)
         manifest = Path(result.paths["manifest"]).read_text().splitlines()
         items = [json.loads(x) for x in manifest if json.loads(x)["kind"] == "events"]
         assert len(items) <= 1
@@ -48,7 +41,7 @@ class Wave:
 
     def run_and_verify(self, plan: str) -> tuple[dict, object]:
         seen: list = []
-        summary = run_plan(self.cfg, Path(plan), options=RunOptions(workers=2), report=seen.append)
+        summary = pipeline.run(self.cfg, plan, workers=2, report=seen.append)
         assert summary.status == "ok", summary.to_dict()
         (start,) = [e for e in seen if e.kind == "start"]
         self.announced = start.data["events"]  # what the progress display counts down from

@@ -35,6 +35,7 @@ class ProjectConfig:
     id: str
     state_dir: Path
     plans_dir: Path
+    impersonate_service_account: str | None = None  # run as this service account (impersonated credentials)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Config:
         """A stable digest of the effective settings (not the file's bytes)."""
         data = asdict(self)
         data.pop("path")
+        data["project"].pop("impersonate_service_account")  # who runs it does not change what is planned
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -222,7 +224,11 @@ def _closest(key: str, allowed: dict[str, str]) -> str | None:
 
 
 _TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
-_PROJECT = {"id": "", "state_dir": "", "plans_dir": ""}
+_PROJECT = {"id": "", "state_dir": "", "plans_dir": "", "impersonate_service_account": ""}
+# A service account's email: ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com, or a Google-managed default account
+# such as PROJECT_NUMBER-compute@developer.gserviceaccount.com.
+# https://cloud.google.com/iam/docs/service-account-overview#identifying
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$")
 _CATALOG = {
     "name": "",
     "root": "",
@@ -319,10 +325,19 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     pid = c.get(proj, "id", "project", str, "", required="project" in data)
     if pid and not re.match(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", pid):
         c.fail("project.id", f"{pid!r} is not a GCP project id", "use 6-30 lowercase letters, digits and hyphens")
+    impersonate = c.get(proj, "impersonate_service_account", "project", str, None)
+    if impersonate is not None and not _SERVICE_ACCOUNT.match(impersonate):
+        c.fail(
+            "project.impersonate_service_account",
+            f"{impersonate!r} is not a service account email",
+            "use NAME@PROJECT.iam.gserviceaccount.com, e.g. terraform's `output -raw service_account_email`",
+        )
+        impersonate = None
     project = ProjectConfig(
         id=pid or "",
         state_dir=_resolve(base, c.get(proj, "state_dir", "project", str, ".migrate")),
         plans_dir=_resolve(base, c.get(proj, "plans_dir", "project", str, "plans")),
+        impersonate_service_account=impersonate,
     )
 
     # [[catalog]]

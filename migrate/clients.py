@@ -169,7 +169,7 @@ def describe_identity(impersonate: str | None = None, *, lookup: bool = True) ->
     quota = getattr(creds, "quota_project_id", None)
     if impersonate:
         source = getattr(creds, "_source_credentials", None)
-        return Identity(impersonate, "impersonated", quota, _principal(source, lookup)[0])
+        return Identity(impersonate, "impersonated", quota, _principal(source, lookup=False)[0])
     principal, kind = _principal(creds, lookup)
     return Identity(principal, kind, quota)
 

@@ -10,7 +10,6 @@ is a throwaway authorized_user document.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -24,28 +23,6 @@ from migrate.config import load_config
 from migrate.errors import ConfigError
 
 SA = "migrate-transfer@acme-music-prod.iam.gserviceaccount.com"
-
-
-@pytest.fixture
-def real_cloud_adc(tmp_path: Path, monkeypatch):
-    """Leave emulator mode and point ADC at user credentials that carry a quota project."""
-    adc = tmp_path / "adc.json"
-    adc.write_text(
-        json.dumps(
-            {
-                "type": "authorized_user",
-                "client_id": "id.apps.googleusercontent.com",
-                "client_secret": "secret",
-                "refresh_token": "token",
-                "quota_project_id": "acme-billing",
-            }
-        )
-    )
-    monkeypatch.delenv(clients.STORAGE_EMULATOR_ENV, raising=False)
-    monkeypatch.delenv(clients.PUBSUB_EMULATOR_ENV, raising=False)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-music-prod")
-    return adc
 
 
 def _assert_impersonates(creds) -> None:
@@ -112,3 +89,32 @@ def test_a_bad_service_account_is_one_config_line_and_exit_2(write_config, tmp_p
     res = CliRunner().invoke(app, ["preflight", "--config", str(path)])
     assert res.exit_code == 2
     assert "impersonate_service_account" in res.output and "Traceback" not in res.output
+
+
+def test_run_reports_its_identity_before_anything_moves(emulators, bucket, write_config, tmp_path: Path):
+    from files import write_tree
+
+    from migrate.inventory import run_inventory
+    from migrate.ledger import connect
+    from migrate.planning.planner import make_plan
+    from migrate.progress import Event
+    from migrate.transfer.run import run_plan
+
+    tree = write_tree(tmp_path / "tree", {"a.flac": b"a" * 100, "b/c.ogg": b"c" * 10})
+    path = write_config(catalog=[{"name": "audio", "root": str(tree), "bucket": bucket}])
+    cfg = load_config(path)
+    conn = connect(cfg.project.state_dir)
+    try:
+        run_inventory(cfg, conn, hash=True)
+        plan = Path(make_plan(cfg, conn, "w1").paths["plan"])
+    finally:
+        conn.close()
+    events: list[Event] = []
+    summary = run_plan(cfg, plan, report=events.append)
+    kinds = [e.kind for e in events]
+    assert kinds.index("identity") < kinds.index("start") < kinds.index("object_done")
+    assert summary.status == "ok" and summary.to_dict()["identity"]["kind"] == "emulator"
+
+    res = CliRunner().invoke(app, ["run", str(plan), "--config", str(path)])  # a re-run: nothing to copy
+    assert res.exit_code == 0, res.output
+    assert "running on the local emulators" in res.output

@@ -61,6 +61,7 @@ class RunSummary:
     not_copied: int = 0  # items of the plan in state source-changed or conflict, from any run
     preflight_retries: int = 0  # transient errors retried while checking the targets before the run
     warnings: list[str] = field(default_factory=list)
+    identity: dict | None = None  # clients.Identity.to_dict(): the principal and quota project in use
 
     @property
     def failed(self) -> bool:
@@ -87,6 +88,7 @@ class RunSummary:
             "parts_deleted": self.parts_deleted,
             "not_copied": self.not_copied,
             "warnings": self.warnings,
+            "identity": self.identity,
         }
 
 
@@ -137,13 +139,25 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     if not options.allow_drift:
         check_drift(conn, plan)
     preflight_retries = 0
+    identity = {}
+
+    def keep(e: Event) -> None:  # passes on retries, and 'identity': who this run acts as, before anything moves
+        if e.kind == "identity":
+            identity.update(e.data)
+        if e.kind in ("retry", "identity"):
+            report(e)
+
     if not options.skip_preflight:
         from migrate.preflight import preflight_plan
 
         report(Event("phase", name="preflight"))
-        checked = preflight_plan(cfg, plan, report=lambda e: report(e) if e.kind == "retry" else None)
+        checked = preflight_plan(cfg, plan, report=keep)
         checked.raise_for_errors()
         preflight_retries = checked.retries
+    else:
+        from migrate.clients import describe_identity
+
+        keep(Event("identity", data=describe_identity(cfg.project.impersonate_service_account).to_dict()))
     register_items(conn, plan)
 
     workers = max(1, options.workers or cfg.transfer.workers)
@@ -151,7 +165,13 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     started = time.monotonic()
     run_id = conn.execute("INSERT INTO runs(plan_id, started_at) VALUES(?, ?)", (plan.plan_id, now())).lastrowid
     summary = RunSummary(
-        plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit, preflight_retries=preflight_retries
+        plan.plan_id,
+        plan.name,
+        run_id,
+        workers=workers,
+        bwlimit=bwlimit,
+        preflight_retries=preflight_retries,
+        identity=identity or None,
     )
     report(Event("start", data=totals(conn, plan, options.kinds)))
     abort = threading.Event()

@@ -1,0 +1,141 @@
+"""The target side of preflight and provisioning: small protocols, so those stages never hold a Google client.
+
+`BucketAdmin` and `TopicAdmin` are what preflight asks of GCS and Pub/Sub (does it exist, what are its
+settings, which of these permissions does the caller hold) and what emulator provisioning asks to create.
+`migrate.targets.gcs_admin` and `migrate.targets.pubsub_admin` implement them over the Google clients;
+tests may implement them over recorded answers.
+
+Errors are translated at this boundary: `Missing` (404), `Denied` (403) and, from the `granted` calls,
+`None` when the endpoint is not implemented (the emulators have no IAM). Anything else is raised as is
+and reported by the caller as "did not answer".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+Call = Callable[[Callable[[], T]], T]  # runs a request under the caller's retry policy
+
+
+class Missing(Exception):
+    """The bucket, topic or subscription does not exist."""
+
+
+class Denied(Exception):
+    """The caller may not even look at the resource (403 / PERMISSION_DENIED)."""
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """The bucket settings that decide how large files may be uploaded (see `upload_path`)."""
+
+    name: str
+    storage_class: str = "STANDARD"
+    versioning: bool = False
+    soft_delete_seconds: int = 0
+    retention_seconds: int = 0
+    default_event_based_hold: bool = False
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    name: str
+    topic: str  # projects/<project>/topics/<topic>
+
+
+class BucketAdmin(Protocol):
+    def settings(self, bucket: str) -> BucketSettings:
+        """Raises Missing or Denied."""
+        ...
+
+    def granted(self, bucket: str, permissions: Sequence[str]) -> set[str] | None:
+        """The subset of `permissions` the caller holds on the bucket (testIamPermissions); None when
+        the endpoint is not implemented (an emulator)."""
+        ...
+
+    def create_object(self, bucket: str, name: str) -> None:
+        """An empty object, created only if absent (ifGenerationMatch=0)."""
+        ...
+
+    def delete_objects(self, bucket: str, prefix: str, also: Iterable[str] = ()) -> int:
+        """Delete every object under `prefix` plus the names in `also`; absent ones are fine. Returns the count."""
+        ...
+
+    def create_bucket(self, bucket: str, spec: dict[str, Any], *, location: str, labels: dict[str, str]) -> bool:
+        """Create a bucket from a tfvars bucket spec; False if it already existed."""
+        ...
+
+    notes: list[str]  # what create_bucket could not do as asked (an emulator's missing features)
+
+
+class TopicAdmin(Protocol):
+    project: str
+
+    def check_topic(self, topic: str) -> None:
+        """Raises Missing or Denied."""
+        ...
+
+    def topic_granted(self, topic: str, permissions: Sequence[str]) -> set[str] | None: ...
+
+    def subscription(self, subscription: str) -> SubscriptionInfo:
+        """Raises Missing or Denied."""
+        ...
+
+    def subscription_granted(self, subscription: str, permissions: Sequence[str]) -> set[str] | None: ...
+
+    def create_topic(self, topic: str, *, retention_seconds: int) -> bool:
+        """False if it already existed."""
+        ...
+
+    def create_subscription(
+        self,
+        subscription: str,
+        topic: str,
+        *,
+        ack_deadline_seconds: int,
+        retention_seconds: int,
+        dead_letter_topic: str | None = None,
+        max_delivery_attempts: int = 0,
+    ) -> bool:
+        """False if it already existed; never expires; dead letters go to `dead_letter_topic` when given."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --- the large-file upload path of a bucket ------------------------------------------------------
+
+COMPOSITE, RESUMABLE = "composite", "resumable"
+
+
+def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) -> tuple[str, str]:
+    """(COMPOSITE or RESUMABLE, why) for the large files bound for this bucket.
+
+    Parallel composite uploads are safe only where parts can be composed and then really deleted:
+    - compose needs every source in the destination's storage class, and parts in a cold class pay
+      early deletion (https://cloud.google.com/storage/docs/composite-objects,
+      https://cloud.google.com/storage/pricing#early-delete);
+    - with object versioning or soft delete on, deleting a part keeps its bytes billable
+      (https://cloud.google.com/storage/docs/object-versioning, https://cloud.google.com/storage/docs/soft-delete);
+    - a retention policy or an event-based hold makes parts undeletable
+      (https://cloud.google.com/storage/docs/bucket-lock, https://cloud.google.com/storage/docs/object-holds).
+    gcloud applies the same rules (https://cloud.google.com/storage/docs/parallel-composite-uploads).
+    """
+    reasons = []
+    classes = sorted({settings.storage_class, *object_classes} - {"STANDARD"})
+    if classes:
+        reasons.append(f"storage class {', '.join(classes)}")
+    if settings.versioning:
+        reasons.append("versioning on")
+    if settings.soft_delete_seconds:
+        reasons.append("soft delete on")
+    if settings.retention_seconds:
+        reasons.append("retention policy")
+    if settings.default_event_based_hold:
+        reasons.append("default event-based hold")
+    if reasons:
+        return RESUMABLE, "; ".join(reasons)
+    return COMPOSITE, "STANDARD, no versioning, soft delete, retention policy or holds"

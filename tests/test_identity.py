@@ -118,3 +118,14 @@ def test_run_reports_its_identity_before_anything_moves(emulators, bucket, write
     res = CliRunner().invoke(app, ["run", str(plan), "--config", str(path)])  # a re-run: nothing to copy
     assert res.exit_code == 0, res.output
     assert "running on the local emulators" in res.output
+
+
+def test_docs_configure_impersonation_that_reaches_adc():
+    """The terraform example used to tell operators to set gcloud's auth/impersonate_service_account, which
+    ADC ignores: migrate then ran as the operator, never as the least-privilege account."""
+    root = Path(__file__).resolve().parents[1]
+    example = (root / "terraform/examples/migration/README.md").read_text()
+    assert "gcloud config set auth/impersonate_service_account" not in example
+    assert "impersonate_service_account = " in example and "--impersonate-service-account=" in example
+    assert 'output "service_account_email"' in (root / "terraform/examples/migration/outputs.tf").read_text()
+    assert "`impersonate_service_account`" in (root / "README.md").read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.errors import ConfigError
+from migrate.prices import PriceTable, parse_prices
 from migrate.units import parse_rate, parse_size
 
 DEFAULT_CONFIG = "migrate.toml"
@@ -24,7 +25,6 @@ STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 FORMATS = ("jsonl", "csv")
 LIFECYCLE_ACTIONS = ("Delete", "SetStorageClass")
-DEFAULT_PRICES = {"STANDARD": 0.020, "NEARLINE": 0.010, "COLDLINE": 0.004, "ARCHIVE": 0.0012}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
@@ -119,13 +119,14 @@ class Config:
     transfer: TransferConfig
     pubsub: PubSubConfig
     targets: TargetsConfig
-    prices: dict[str, float]
+    prices: PriceTable
 
     def digest(self) -> str:
         """A stable digest of the effective settings (not the file's bytes)."""
         data = asdict(self)
         data.pop("path")
         data["project"].pop("impersonate_service_account")  # who runs it does not change what is planned
+        data["prices"] = data["prices"]["storage"]  # as before the full price table: operation prices only estimate
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -454,12 +455,7 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in targets.labels.items()):
         c.fail("targets.labels", "expected a table of strings", 'write it as labels = { team = "data" }')
 
-    prices = dict(DEFAULT_PRICES)
-    if "prices" in data:
-        t = c.table(data["prices"], "prices", {k: "" for k in STORAGE_CLASSES})
-        for k in t:
-            if k in STORAGE_CLASSES:
-                prices[k] = float(c.get(t, k, "prices", float, prices[k]))
+    prices = parse_prices(c, data["prices"], lambda p: _resolve(base, p)) if "prices" in data else PriceTable()
 
     if c.problems:
         raise ConfigError(c.problems)

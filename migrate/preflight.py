@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from migrate import clients
 from migrate.config import Config
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan, plan_paths
+from migrate.plan import Plan, plan_paths
 from migrate.preflight_report import (
     BUCKET_PERMISSIONS,
     BUCKET_WRITE,

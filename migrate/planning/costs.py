@@ -27,7 +27,7 @@ from collections import Counter
 from migrate.config import Config
 from migrate.planning.diff import DONE_CODES
 from migrate.prices import CLASSES, PUBSUB_MIN_REQUEST_BYTES, PriceTable
-from migrate.targets.admin import COMPOSITE, BucketSettings, upload_path
+from migrate.targets.admin import COMPOSITE, BucketSettings, large_file_path, upload_path
 
 GIB = 1024**3
 TIB = 1024**4
@@ -38,16 +38,23 @@ MAX_COMPOSE = 32  # sources per compose request (https://cloud.google.com/storag
 MESSAGE_OVERHEAD_BYTES = 200
 
 
-def bucket_upload_paths(cfg: Config) -> dict[str, tuple[str, str]]:
-    """Bucket -> (upload path of its large files, why), for the buckets terraform/ creates from [targets]."""
+def planned_buckets(cfg: Config) -> dict[str, BucketSettings]:
+    """The settings terraform/ gives each bucket, from [targets] and the sources' storage classes."""
     from migrate.planning.tfvars import bucket_storage_classes
 
     days = cfg.targets.soft_delete_days
-    out = {}
-    for bucket, default_class in sorted(bucket_storage_classes(cfg).items()):
-        settings = BucketSettings(bucket, default_class, cfg.targets.versioning, days * 86_400)
-        out[bucket] = upload_path(settings, [s.storage_class for s in cfg.catalog if s.bucket == bucket])
-    return out
+    return {
+        bucket: BucketSettings(bucket, default_class, cfg.targets.versioning, days * 86_400)
+        for bucket, default_class in sorted(bucket_storage_classes(cfg).items())
+    }
+
+
+def bucket_upload_paths(cfg: Config) -> dict[str, tuple[str, str]]:
+    """Bucket -> (upload path of its large files, why), for the buckets terraform/ creates from [targets]."""
+    return {
+        bucket: upload_path(settings, [s.storage_class for s in cfg.catalog if s.bucket == bucket])
+        for bucket, settings in planned_buckets(cfg).items()
+    }
 
 
 def composite_requests(size: int, cfg: Config) -> tuple[int, int]:
@@ -75,7 +82,7 @@ _CLASS_A_COUNTS = (
 
 def _class_a(conn: sqlite3.Connection, cfg: Config) -> dict[str, dict]:
     threshold = max(cfg.transfer.large_file_threshold, 1)
-    paths = bucket_upload_paths(cfg)
+    buckets = planned_buckets(cfg)
     count: dict[str, Counter] = {sc: Counter() for sc in CLASSES}
     for sc, n in conn.execute(
         "SELECT storage_class, COUNT(*) FROM plan_obj WHERE code IS NULL AND size < ? GROUP BY 1", (threshold,)
@@ -85,7 +92,7 @@ def _class_a(conn: sqlite3.Connection, cfg: Config) -> dict[str, dict]:
         "SELECT bucket, storage_class, size FROM plan_obj WHERE code IS NULL AND size >= ? ORDER BY ord, relpath",
         (threshold,),
     ):
-        if paths.get(bucket, (COMPOSITE, ""))[0] == COMPOSITE:
+        if large_file_path(buckets.get(bucket) or BucketSettings(bucket), sc) == COMPOSITE:
             parts, composes = composite_requests(size, cfg)
             count[sc]["composite_uploads"] += 1
             count[sc]["part_inserts"] += parts

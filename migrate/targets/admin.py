@@ -111,8 +111,22 @@ class TopicAdmin(Protocol):
 COMPOSITE, RESUMABLE = "composite", "resumable"
 
 
-def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) -> tuple[str, str]:
-    """(COMPOSITE or RESUMABLE, why) for the large files bound for this bucket.
+def composite_blockers(settings: BucketSettings) -> list[str]:
+    """Why composite parts could not be deleted for good in this bucket (empty: they can)."""
+    reasons = []
+    if settings.retention_seconds:
+        reasons.append("retention policy")
+    if settings.default_event_based_hold:
+        reasons.append("default event-based hold")
+    if settings.versioning:
+        reasons.append("versioning on")
+    if settings.soft_delete_seconds:
+        reasons.append("soft delete on")
+    return reasons
+
+
+def large_file_path(settings: BucketSettings, storage_class: str | None = None) -> str:
+    """COMPOSITE or RESUMABLE for a large object of this class (None: the bucket's default class).
 
     Parallel composite uploads are safe only where parts can be composed and then really deleted:
     - compose needs every source in the destination's storage class, and parts in a cold class pay
@@ -124,18 +138,19 @@ def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) ->
       (https://cloud.google.com/storage/docs/bucket-lock, https://cloud.google.com/storage/docs/object-holds).
     gcloud applies the same rules (https://cloud.google.com/storage/docs/parallel-composite-uploads).
     """
-    reasons = []
-    classes = sorted({settings.storage_class, *object_classes} - {"STANDARD"})
-    if classes:
-        reasons.append(f"storage class {', '.join(classes)}")
-    if settings.versioning:
-        reasons.append("versioning on")
-    if settings.soft_delete_seconds:
-        reasons.append("soft delete on")
-    if settings.retention_seconds:
-        reasons.append("retention policy")
-    if settings.default_event_based_hold:
-        reasons.append("default event-based hold")
-    if reasons:
-        return RESUMABLE, "; ".join(reasons)
+    cls = (storage_class or settings.storage_class).upper()
+    return COMPOSITE if cls == "STANDARD" and not composite_blockers(settings) else RESUMABLE
+
+
+def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) -> tuple[str, str]:
+    """(COMPOSITE if any large file bound for this bucket is uploaded as parts, else RESUMABLE; why)."""
+    classes = sorted(set(object_classes)) or [settings.storage_class]
+    blockers = composite_blockers(settings)
+    if blockers:
+        return RESUMABLE, "; ".join(blockers)
+    cold = [c for c in classes if large_file_path(settings, c) == RESUMABLE]
+    if len(cold) == len(classes):
+        return RESUMABLE, f"storage class {', '.join(cold)}"
+    if cold:
+        return COMPOSITE, f"STANDARD objects; resumable for {', '.join(cold)}"
     return COMPOSITE, "STANDARD, no versioning, soft delete, retention policy or holds"

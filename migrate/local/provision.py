@@ -142,6 +142,7 @@ def _provision_buckets(doc: dict, buckets: dict[str, dict], report: ProvisionRep
 def _provision_topics(topics: dict[str, dict], report: ProvisionReport) -> None:
     from migrate.names import dead_letter_topic, verification_subscription
     from migrate.targets import pubsub_admin
+    from migrate.targets.admin import SubscriptionSpec
 
     admin = pubsub_admin.connect(report.project, _retry, CALL_TIMEOUT)
     where = "Pub/Sub emulator"
@@ -157,23 +158,11 @@ def _provision_topics(topics: dict[str, dict], report: ProvisionReport) -> None:
                 _ensure(
                     report, "topic", tid, where, functools.partial(admin.create_topic, tid, retention_seconds=retention)
                 )
-            verification = functools.partial(
-                admin.create_subscription,
-                sub_id,
-                topic_id,
-                ack_deadline_seconds=ACK_DEADLINE_SECONDS,
-                retention_seconds=sub_retention,
-                dead_letter_topic=dlt_id,
-                max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
-            )
-            _ensure(report, "subscription", sub_id, where, verification)
-            hold = functools.partial(
-                admin.create_subscription,
-                hold_id,
-                dlt_id,
-                ack_deadline_seconds=ACK_DEADLINE_SECONDS,
-                retention_seconds=MAX_SUBSCRIPTION_RETENTION_DAYS * SECONDS_PER_DAY,
-            )
-            _ensure(report, "subscription", hold_id, where, hold)
+            hold_retention = MAX_SUBSCRIPTION_RETENTION_DAYS * SECONDS_PER_DAY
+            for spec in (
+                SubscriptionSpec(sub_id, topic_id, ACK_DEADLINE_SECONDS, sub_retention, dlt_id, MAX_DELIVERY_ATTEMPTS),
+                SubscriptionSpec(hold_id, dlt_id, ACK_DEADLINE_SECONDS, hold_retention),
+            ):
+                _ensure(report, "subscription", spec.name, where, functools.partial(admin.create_subscription, spec))
     finally:
         admin.close()

@@ -41,6 +41,18 @@ class BucketSettings:
 
 
 @dataclass(frozen=True)
+class SubscriptionSpec:
+    """A subscription to create (ids, not paths); dead letters go to `dead_letter_topic` when given."""
+
+    name: str
+    topic: str
+    ack_deadline_seconds: int
+    retention_seconds: int
+    dead_letter_topic: str | None = None
+    max_delivery_attempts: int = 0
+
+
+@dataclass(frozen=True)
 class SubscriptionInfo:
     name: str
     topic: str  # projects/<project>/topics/<topic>
@@ -90,17 +102,8 @@ class TopicAdmin(Protocol):
         """False if it already existed."""
         ...
 
-    def create_subscription(
-        self,
-        subscription: str,
-        topic: str,
-        *,
-        ack_deadline_seconds: int,
-        retention_seconds: int,
-        dead_letter_topic: str | None = None,
-        max_delivery_attempts: int = 0,
-    ) -> bool:
-        """False if it already existed; never expires; dead letters go to `dead_letter_topic` when given."""
+    def create_subscription(self, spec: SubscriptionSpec) -> bool:
+        """False if it already existed; it never expires."""
         ...
 
     def close(self) -> None: ...

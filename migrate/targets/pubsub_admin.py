@@ -7,7 +7,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from migrate.targets.admin import Call, Denied, Missing, SubscriptionInfo
+from migrate.targets.admin import Call, Denied, Missing, SubscriptionInfo, SubscriptionSpec
 
 
 class PubSubAdmin:
@@ -72,27 +72,18 @@ class PubSubAdmin:
         request = {"name": self._topic(topic), "message_retention_duration": {"seconds": retention_seconds}}
         return self._create(self.publisher.create_topic, request)
 
-    def create_subscription(
-        self,
-        subscription: str,
-        topic: str,
-        *,
-        ack_deadline_seconds: int,
-        retention_seconds: int,
-        dead_letter_topic: str | None = None,
-        max_delivery_attempts: int = 0,
-    ) -> bool:
+    def create_subscription(self, spec: SubscriptionSpec) -> bool:
         request: dict[str, Any] = {
-            "name": self._subscription(subscription),
-            "topic": self._topic(topic),
-            "ack_deadline_seconds": ack_deadline_seconds,
-            "message_retention_duration": {"seconds": retention_seconds},
+            "name": self._subscription(spec.name),
+            "topic": self._topic(spec.topic),
+            "ack_deadline_seconds": spec.ack_deadline_seconds,
+            "message_retention_duration": {"seconds": spec.retention_seconds},
             "expiration_policy": {},  # never expires
         }
-        if dead_letter_topic:
+        if spec.dead_letter_topic:
             request["dead_letter_policy"] = {
-                "dead_letter_topic": self._topic(dead_letter_topic),
-                "max_delivery_attempts": max_delivery_attempts,
+                "dead_letter_topic": self._topic(spec.dead_letter_topic),
+                "max_delivery_attempts": spec.max_delivery_attempts,
             }
         return self._create(self.subscriber.create_subscription, request)
 

@@ -177,7 +177,7 @@ def _check_bucket(admin: BucketAdmin, name: str, ctx: _Context) -> Finding:
         return _unreachable("bucket", name, "GCS", exc)
     classes = [s.storage_class for s in ctx.cfg.catalog if s.bucket == name]
     path, why = upload_path(settings, classes)
-    up = f"{path} ({why})"
+    up = {"upload_path": path, "upload_reason": why}
     wanted = dict(BUCKET_PERMISSIONS)
     if ctx.cfg.transfer.conflict_policy == "overwrite":
         wanted[OBJECT_DELETE] = OVERWRITE_ROLE
@@ -186,7 +186,7 @@ def _check_bucket(admin: BucketAdmin, name: str, ctx: _Context) -> Finding:
     except Exception as exc:
         return _unreachable("bucket", name, "GCS", exc)
     if granted is None:  # an emulator without IAM: the probe is the proof
-        return dataclasses.replace(_probe_bucket(admin, name, ctx), upload_path=up)
+        return dataclasses.replace(_probe_bucket(admin, name, ctx), **up)
     finding = evaluate_grants("bucket", name, f"gs://{name}", wanted, granted, ctx.principal)
     if finding is None and path == COMPOSITE:
         finding = dataclasses.replace(_probe_bucket(admin, name, ctx, composite=True), method="iam+probe")
@@ -194,7 +194,7 @@ def _check_bucket(admin: BucketAdmin, name: str, ctx: _Context) -> Finding:
         finding = Finding(
             "bucket", name, "ok", OK, f"bucket '{name}' exists and {ctx.principal} may use it", method="iam"
         )
-    return dataclasses.replace(finding, upload_path=up)
+    return dataclasses.replace(finding, **up)
 
 
 def _probe_bucket(admin: BucketAdmin, name: str, ctx: _Context, *, composite: bool = False) -> Finding:

@@ -36,7 +36,8 @@ class Finding:
     message: str
     fix: str | None = None
     method: str | None = None  # how access was shown: iam | iam+probe | probe | emulator (no IAM)
-    upload_path: str | None = None  # buckets: how large files go (composite | resumable), and why
+    upload_path: str | None = None  # buckets: how large files go (composite | resumable)
+    upload_reason: str | None = None  # ... and why
     missing_permissions: tuple[str, ...] = ()
 
     def one_line(self) -> str:

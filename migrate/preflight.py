@@ -143,16 +143,9 @@ def preflight(
 
 
 def preflight_plan(cfg: Config, plan: Plan, *, report: Reporter = null_reporter, **admins: Any) -> PreflightReport:
-    """preflight() over the plan's targets: plan.doc["targets"] = {"buckets": [...], "topics": [...]}."""
-    targets = plan.doc.get("targets") or {}
-    return preflight(
-        cfg,
-        targets.get("buckets") or [],
-        targets.get("topics") or [],
-        plan_name=plan.doc.get("name"),
-        report=report,
-        **admins,
-    )
+    """preflight() over the plan's targets (its buckets and topics); `admins` as for preflight()."""
+    targets = plan.targets
+    return preflight(cfg, targets["buckets"], targets["topics"], plan_name=plan.name, report=report, **admins)
 
 
 # --- buckets ------------------------------------------------------------------------------------

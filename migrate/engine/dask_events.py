@@ -35,8 +35,8 @@ from migrate.engine.leases import lease_for
 from migrate.ledger import now, transaction
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
+from migrate.quarantine import Quarantine
 from migrate.retry import describe
-from migrate.transfer.quarantine import Quarantine
 from migrate.transfer.replay import COMMIT_EVERY, ReplaySummary
 
 LATE_REPORTS = 30.0  # seconds a finished task's last reports may take to arrive

@@ -25,7 +25,7 @@ import sqlite3
 from collections import Counter
 
 from migrate.config import Config
-from migrate.planning.diff import DONE_CODES
+from migrate.plan import DONE_SKIP_REASONS
 from migrate.prices import CLASSES, PUBSUB_MIN_REQUEST_BYTES, PriceTable
 from migrate.targets.admin import COMPOSITE, BucketSettings, large_file_path, upload_path
 
@@ -99,7 +99,7 @@ def _class_a(conn: sqlite3.Connection, cfg: Config) -> dict[str, dict]:
             count[sc]["composes"] += composes
         else:
             count[sc]["resumable_uploads"] += 1
-    done = ",".join(f"'{c}'" for c in DONE_CODES)
+    done = ",".join(f"'{c}'" for c in DONE_SKIP_REASONS)
     for sc, n in conn.execute(
         f"SELECT storage_class, COUNT(*) FROM plan_obj WHERE code IS NULL OR code IN ({done}) GROUP BY source, 1"
     ):

@@ -23,7 +23,7 @@ from migrate.config import load_config
 from migrate.errors import UsageError
 from migrate.ledger import connect
 from migrate.transfer.run import RunOptions, run_plan
-from migrate.verify import DrainSettings, verify_plan
+from migrate.verification.verify import DrainSettings, verify_plan
 
 distributed = pytest.importorskip("distributed")  # a dev extra: a missing one fails the import check below
 

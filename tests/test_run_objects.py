@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+import pipeline
 import pytest
 from faultproxy import FaultProxy
 from files import write_tree
@@ -16,11 +17,9 @@ from migrate.errors import PlanError
 from migrate.hashing import crc32c_of_file
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 from migrate.progress import Event
 from migrate.targets.gcs import MTIME_KEY, PARTS_PREFIX, PLAN_KEY, Gcs
 from migrate.transfer import copier
-from migrate.transfer.run import RunOptions, run_plan
 
 KIB = 1024
 # small thresholds so every path runs on small files: in-memory (<= 48 KiB), streamed, composite (>= 256 KiB)
@@ -63,16 +62,10 @@ class Setup:
         self.cfg = load_config(self.config)
 
     def plan(self, name: str = "w1") -> Path:
-        conn = connect(self.cfg.project.state_dir)
-        try:
-            run_inventory(self.cfg, conn, hash=True)
-            return Path(make_plan(self.cfg, conn, name).paths["plan"])
-        finally:
-            conn.close()
+        return pipeline.plan_path(self.cfg, name)
 
     def run(self, plan: Path, **kw):
-        opts = {k: kw.pop(k) for k in list(kw) if k in RunOptions.__dataclass_fields__}
-        return run_plan(self.cfg, plan, options=RunOptions(**opts), **kw)
+        return pipeline.run(self.cfg, plan, **kw)
 
     def items(self) -> dict[str, dict]:
         conn = connect(self.cfg.project.state_dir)
@@ -109,7 +102,7 @@ def test_full_copy_matches_size_and_crc32c(setup, gcs_client):
         size, crc, generation = listing[f"c/{rel}"]
         assert (size, crc) == (len(data), crc32c_of_file(setup.tree / rel)[0])
         assert items[rel]["state"] == "done" and items[rel]["generation"] == generation
-        assert items[rel]["upload_url"] is None
+        assert items[rel]["upload_state"] is None
     blob = gcs_client.bucket(setup.bucket).get_blob("c/audio/big.flac")
     assert blob.content_type == "audio/flac"
     assert blob.metadata[PLAN_KEY] == summary.plan_id
@@ -137,7 +130,7 @@ def test_rerun_after_lost_ledger_writes_finds_objects_in_place(setup, gcs_client
     conn = connect(setup.cfg.project.state_dir)
     conn.execute("UPDATE items SET state='pending', generation=NULL WHERE plan_id=?", (first.plan_id,))
     conn.execute(
-        'UPDATE items SET upload_url=\'{"kind": "composite", "part_size": 262144, "parts": 5}\''
+        'UPDATE items SET upload_state=\'{"kind": "composite", "part_size": 262144, "parts": 5}\''
         " WHERE plan_id=? AND relpath='audio/big.flac'",
         (first.plan_id,),
     )
@@ -265,7 +258,7 @@ def test_stopped_large_upload_resumes_without_starting_over(tmp_path, write_conf
     assert first.objects.pending == 1 and first.objects.done == 0
     parts = _listing(gcs_client, bucket, PARTS_PREFIX)
     assert 0 < len(parts) < 9  # in-flight parts finished; queued ones were not started
-    assert s.items()["huge.bin"]["upload_url"] is not None  # the resume state is in the ledger
+    assert s.items()["huge.bin"]["upload_state"] is not None  # the resume state is in the ledger
     assert "c/huge.bin" not in _listing(gcs_client, bucket)
 
     second = s.run(plan)
@@ -301,7 +294,8 @@ def test_overwrite_policy_replaces_the_planned_generation(tmp_path, write_config
 
 def test_bandwidth_cap_holds_across_workers(setup, monkeypatch):
     """Every byte read for upload passes the shared bucket; on a fake clock the rate is the cap."""
-    from migrate.transfer import bandwidth, run
+    from migrate import ratelimit
+    from migrate.transfer import run
 
     clock = {"t": 0.0}
     lock = threading.Lock()
@@ -317,7 +311,7 @@ def test_bandwidth_cap_holds_across_workers(setup, monkeypatch):
     buckets = []
 
     def fake_limiter(rate):
-        b = bandwidth.TokenBucket(rate, burst=32 * KIB, clock=now, sleep=sleep)
+        b = ratelimit.TokenBucket(rate, burst=32 * KIB, clock=now, sleep=sleep)
         buckets.append(b)
         return b
 
@@ -359,7 +353,7 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
     import fcntl
 
     from migrate.errors import UsageError
-    from migrate.planning.planfile import load_plan
+    from migrate.plan import load_plan
 
     plan = setup.plan()
     lock = Path(setup.cfg.project.state_dir) / f"run-{load_plan(plan).plan_id}.lock"
@@ -373,16 +367,13 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
 
 def test_a_whole_estate_objects_then_events(estate, gcs_client, emulators):
     """The generated data center end to end through run_plan: every object, then every valid event."""
-    from migrate.provision import provision
+    from migrate.local.provision import provision
 
     cfg = load_config(estate.config_path)
-    conn = connect(cfg.project.state_dir)
-    run_inventory(cfg, conn, hash=True)
-    result = make_plan(cfg, conn, "estate")
-    conn.close()
+    result = pipeline.plan(cfg, "estate")
     provision(Path(result.paths["tfvars"]))
     events: list[Event] = []
-    summary = run_plan(cfg, Path(result.paths["plan"]), options=RunOptions(workers=4), report=events.append)
+    summary = pipeline.run(cfg, result.paths["plan"], workers=4, report=events.append)
     assert summary.status == "ok", summary.to_dict()
     assert summary.objects.done == estate.total_files and summary.objects.failed == 0
     assert summary.objects.bytes == estate.total_bytes

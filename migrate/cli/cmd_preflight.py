@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
     def preflight(plan: PlanArg = None, config: ConfigOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False):
         """Check that every target bucket and topic exists and is writable before anything moves."""
         from migrate.cli import render
-        from migrate.cli.cmd_verify import resolve_plan_path
+        from migrate.cli.common import resolve_plan_path
         from migrate.config import load_config
-        from migrate.planning.planfile import load_plan
+        from migrate.plan import load_plan
         from migrate.preflight import preflight as run_preflight
         from migrate.preflight import preflight_plan
 
@@ -53,12 +53,19 @@ def register(app: typer.Typer) -> None:
 def show(result) -> None:
     from migrate.cli import render
 
+    render.identity(result.identity.to_dict() if result.identity else None)
     render.table(
         f"Preflight{f' of plan {result.plan}' if result.plan else ''} (project {result.project}"
         f"{', emulators' if result.emulator else ''})",
-        ["kind", "name", "status", "checked by"],
+        ["kind", "name", "status", "checked by", "large files"],
         [
-            (f.kind, f.name, f.status if f.level != "warning" else f"{f.status} (warning)", f.method or "")
+            (
+                f.kind,
+                f.name,
+                f.status if f.level != "warning" else f"{f.status} (warning)",
+                f.method or "",
+                f.upload_path or "",
+            )
             for f in result.findings
         ],
     )

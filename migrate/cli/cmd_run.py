@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         The first Ctrl-C finishes what is in flight and stops; a second one aborts. Either way,
         running the same command again resumes where it stopped.
         """
-        from migrate.cli.cmd_verify import resolve_plan_path
+        from migrate.cli.common import resolve_plan_path
         from migrate.config import load_config
         from migrate.transfer.run import RunOptions, run_plan
 

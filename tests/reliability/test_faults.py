@@ -11,10 +11,11 @@ import time
 from collections import Counter
 
 import pytest
+from procgroup import freeze, thaw
+from pubsubkit import drain
 from relkit import (
     assert_no_traceback,
     create_audit_subscription,
-    drain,
     find_key,
     kill_group,
     mixed_estate,
@@ -25,7 +26,7 @@ from relkit import (
 )
 
 from migrate import clients
-from migrate.emulators import start_gcs, start_pubsub
+from migrate.local.emulators import start_gcs, start_pubsub
 
 PLAN = "f1"
 
@@ -70,8 +71,8 @@ def _wait_for(pred, proc, timeout: float = 90.0) -> None:
 def _check_events(est, audit: str, summary: dict) -> tuple[int, int]:
     msgs = drain(audit)
     for m in msgs:
-        assert json.loads(m["data"])["event_id"] == m["attributes"]["event_id"]
-    counts = Counter(m["attributes"]["event_id"] for m in msgs)
+        assert json.loads(m.data)["event_id"] == m.attributes["event_id"]
+    counts = Counter(m.attributes["event_id"] for m in msgs)
     want = {eid for lt in est.truth.logs["plays"] for eid in lt.event_ids}
     assert set(counts) == want
     return sum(n - 1 for n in counts.values()), len(want)
@@ -213,9 +214,9 @@ def test_pubsub_frozen_past_publish_timeout_recovers_exactly(tmp_path, emulators
                 return 0
 
         _wait_for(lambda: published() >= est.truth.events() // 4, proc)
-        ps.freeze()
+        freeze(ps)
         time.sleep(5.0)  # past publish_timeout = 2 s
-        ps.thaw()
+        thaw(ps)
         try:
             proc.wait(timeout=180)
         finally:

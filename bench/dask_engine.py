@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import datasets
+from bench.gcs import PROJECT  # the project id bench.migrate_side writes into migrate.toml
 from bench.migrate_side import write_config
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT = "bench-project"
+
 BATCH = 64  # items per task, as the engine's object batches (engine/dask_objects.BATCH_ITEMS)
 
 
@@ -81,7 +82,7 @@ def scheduler_figures(tasks: int) -> dict:
 
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=4, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=2, threads_per_worker=4, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--tasks", type=int, default=20_000, help="tasks for the scheduler throughput figure")
     a = ap.parse_args(argv)
-    from migrate.emulators import local_emulators
+    from migrate.local.emulators import local_emulators
 
     files = max(100, int(20_000 * a.scale))
     events = max(1000, int(1_000_000 * a.scale))

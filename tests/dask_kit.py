@@ -97,7 +97,7 @@ def local_cluster(workers: int, threads: int, mounts: tuple[str, ...]):
         threads_per_worker=threads,
         processes=True,
         resources={f"mnt_{m}": threads for m in mounts},
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
 

@@ -131,7 +131,7 @@ class DaskEngine:
                 threads_per_worker=threads,
                 processes=True,
                 resources={mount_resource(s): threads for s in sources},
-                dashboard_address=None,
+                dashboard_address=":0",
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self.cluster, set_as_default=False)

@@ -36,7 +36,6 @@ from migrate.ledger import now, transaction
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
-from migrate.retry import describe
 from migrate.transfer.replay import COMMIT_EVERY, ReplaySummary
 
 LATE_REPORTS = 30.0  # seconds a finished task's last reports may take to arrive
@@ -218,11 +217,8 @@ class _Driver:
         f = self.files.get(future.key)
         if f is None:
             return
-        if future.status == "finished":
-            f.result = future.result()
-        else:
-            error = "cancelled" if future.status == "cancelled" else describe(future.exception())
-            f.result = {"state": "failed", "error": error, "clean": False}
+        result, error = self.engine.outcome(future)
+        f.result = result if result is not None else {"state": "failed", "error": error, "clean": False}
         future.release()
         f.parked_at = time.monotonic()
         self.maybe_finish(f)

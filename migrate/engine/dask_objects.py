@@ -26,7 +26,6 @@ from migrate.ledger import items
 from migrate.ledger.states import OPEN, ItemKind
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
-from migrate.retry import describe
 from migrate.transfer.copier import Outcome, Work, part_layout
 from migrate.transfer.objects import ObjectsSummary, _Dispatch, iter_work
 
@@ -147,8 +146,8 @@ def _handle(got: tuple, d: _Dispatch, engine: DaskEngine, in_flight: dict, run_i
         return
     batch = entry[0]
     engine.stats.finished(future.key)
-    if future.status == "finished":
-        result = future.result()
+    result, error = engine.outcome(future)
+    if result is not None:
         by_seq = {w.seq: w for w in batch}
         nbytes = 0
         for o in result["outcomes"]:
@@ -158,9 +157,8 @@ def _handle(got: tuple, d: _Dispatch, engine: DaskEngine, in_flight: dict, run_i
         if result["fenced"]:  # another run owns the plan now: these items are its business
             d.stopping = True
     else:
-        error = "cancelled" if future.status == "cancelled" else describe(future.exception())
         for w in batch:
-            d.finish(Outcome(w.seq, "failed" if future.status != "cancelled" else "pending", error=error), w)
+            d.finish(Outcome(w.seq, "pending" if error == "cancelled" else "failed", error=error), w)
     future.release()
 
 

@@ -25,6 +25,8 @@ def _b(value: int) -> str:
 
 def render_report(doc: dict) -> str:
     """Markdown for a plan document (the content of <name>.plan.json)."""
+    from migrate.planning.cost_report import cost_section
+
     s = doc["summary"]
     lines: list[str] = [f"# Migration plan `{doc['name']}`", ""]
     lines += _overview(doc, s)
@@ -34,6 +36,7 @@ def render_report(doc: dict) -> str:
     lines += _skipped(s)
     lines += _anomalies(s)
     lines += _estimates(s)
+    lines += cost_section(s)
     lines += _targets(doc, s)
     lines += _next_steps(doc)
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -264,6 +267,8 @@ def _estimates(s: dict) -> list[str]:
             ],
             ["Publish events", format_seconds(est["publish_seconds"]), est["publish_basis"]],
             ["Monthly storage", format_money(est["monthly_storage_cost"]), "GiB-month prices per storage class"],
+            ["Run and verify, once", format_money(est["run_and_verify_cost"]), "GCS class A operations, Pub/Sub"],
+            ["Deep verify of every object", format_money(est["deep_verify_all_cost"]), "class B reads, retrieval"],
         ],
     )
     return out + [""]

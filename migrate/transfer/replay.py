@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from migrate.clients import publisher_client
 from migrate.config import Config
 from migrate.errors import SourceError
 from migrate.ledger import items, now, transaction
@@ -76,7 +77,7 @@ class _Replay:
                 self.cfg.transfer,
                 on_done=self.on_done,
                 on_retry=self.on_retry,
-                client=self.client,
+                client=self.client or publisher_client(impersonate=self.cfg.project.impersonate_service_account),
             )
             self.publishers[topic] = pub
         return pub

@@ -172,3 +172,13 @@ def counts_by_state(conn: sqlite3.Connection, plan_id: str) -> list[tuple[str, s
             (plan_id,),
         )
     ]
+
+
+def count_attempt(conn: sqlite3.Connection, plan_id: str, seq: int) -> None:
+    conn.execute(
+        "UPDATE items SET attempts = attempts + 1, updated_at=? WHERE plan_id=? AND seq=?", (now(), plan_id, seq)
+    )
+
+
+def add_retries(conn: sqlite3.Connection, plan_id: str, seq: int, n: int) -> None:
+    conn.execute("UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?", (n, plan_id, seq))

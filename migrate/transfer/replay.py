@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from migrate.clients import publisher_client
 from migrate.config import Config
 from migrate.errors import SourceError
-from migrate.ledger import items, now, transaction
+from migrate.ledger import items, offsets, transaction
 from migrate.ledger.states import ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
@@ -135,9 +135,7 @@ class _Replay:
         return self.summary
 
     def _offsets(self, item) -> sqlite3.Row | None:
-        return self.conn.execute(
-            "SELECT * FROM offsets WHERE plan_id=? AND path=?", (self.plan.plan_id, item["relpath"])
-        ).fetchone()
+        return offsets.get(self.conn, self.plan.plan_id, item["relpath"])
 
     def _start(self, item: sqlite3.Row) -> FileState | None:
         path = item["relpath"]
@@ -162,18 +160,8 @@ class _Replay:
         total = self.events_per_item.get(item["seq"])
         ceiling = self.ceiling if total is None else min(self.ceiling, max(0, total - published))
         with transaction(self.conn):
-            self.conn.execute(
-                "INSERT OR IGNORE INTO offsets(plan_id, source, path) VALUES(?,?,?)", (pid, item["source"], path)
-            )
-            self.conn.execute(
-                "UPDATE offsets SET interrupted = interrupted + 1, in_flight_max = MAX(in_flight_max, ?)"
-                " WHERE plan_id=? AND path=?",
-                (ceiling, pid, path),
-            )
-            self.conn.execute(
-                "UPDATE items SET attempts = attempts + 1, updated_at=? WHERE plan_id=? AND seq=?",
-                (now(), pid, item["seq"]),
-            )
+            offsets.begin(self.conn, pid, item["source"], path, ceiling)
+            items.count_attempt(self.conn, pid, item["seq"])
         return FileState(item, listener, watermark, line, self.window)
 
     def _read(self, st: FileState) -> None:
@@ -264,11 +252,7 @@ class _Replay:
             return
         with transaction(self.conn):
             for st, wm, line, events, _nbytes, quarantined in updates:
-                self.conn.execute(
-                    "UPDATE offsets SET watermark=?, line=?, published=published+?, quarantined=quarantined+?"
-                    " WHERE plan_id=? AND path=?",
-                    (wm, line, events, quarantined, pid, st.path),
-                )
+                offsets.advance(self.conn, pid, st.path, wm, line, events, quarantined)
                 st.committed_watermark = wm
             for st in finished:
                 self._finish(st)
@@ -293,14 +277,10 @@ class _Replay:
         """Inside a transaction: record how the file ended."""
         pid, path, item = self.plan.plan_id, st.path, st.item
         if st.retries:
-            self.conn.execute(
-                "UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?", (st.retries, pid, item["seq"])
-            )
+            items.add_retries(self.conn, pid, item["seq"], st.retries)
         if st.resent:
             # a retried request may have been accepted the first time: verify shows these duplicates apart
-            self.conn.execute(
-                "UPDATE offsets SET resent = resent + ? WHERE plan_id=? AND path=?", (st.resent, pid, path)
-            )
+            offsets.add_resent(self.conn, pid, path, st.resent)
             st.resent = 0
         if st.failed is not None:
             st.release_window()
@@ -311,9 +291,7 @@ class _Replay:
             self.summary.errors.append(f"{path}: {err}")
             self.report(Event("object_failed", name=path, data={"error": err}))
             return
-        self.conn.execute(
-            "UPDATE offsets SET interrupted = MAX(0, interrupted - 1) WHERE plan_id=? AND path=?", (pid, path)
-        )
+        offsets.end_clean(self.conn, pid, path)
         if not st.reader_done:  # stopped cleanly: everything sent was acknowledged and committed
             self.summary.files_pending += 1
             return
@@ -322,7 +300,7 @@ class _Replay:
             self._set_item(item, ItemState.SOURCE_CHANGED, f"changed while replaying: {changed}", tx=False)
             self.summary.files_changed += 1
             return
-        self.conn.execute("UPDATE offsets SET done=1 WHERE plan_id=? AND path=?", (pid, path))
+        offsets.mark_done(self.conn, pid, path)
         self._set_item(item, ItemState.DONE, st.anomaly, tx=False)
         self.summary.files_done += 1
         if st.anomaly:
@@ -341,10 +319,7 @@ class _Replay:
         self.summary.errors.append(f"{item['relpath']}: {error}")
 
     def _duplicate_bound(self) -> int:
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(interrupted * in_flight_max), 0) FROM offsets WHERE plan_id=?", (self.plan.plan_id,)
-        ).fetchone()
-        return int(row[0])
+        return offsets.duplicate_bound(self.conn, self.plan.plan_id)
 
 
 def replay_events(

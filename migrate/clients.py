@@ -54,16 +54,22 @@ def _needs_credentials(factory: F) -> F:
 
 
 @_needs_credentials
-def gcs_client(project: str, *, pool_size: int = 32):
-    """A storage.Client with a connection pool sized for `pool_size` concurrent workers."""
+def gcs_client(project: str, *, pool_size: int = 32, endpoint: str | None = None):
+    """A storage.Client with a connection pool sized for `pool_size` concurrent workers.
+
+    endpoint: `storage.endpoint`, e.g. a regional endpoint (https://cloud.google.com/storage/docs/regional-endpoints),
+    passed as the client option api_endpoint; the emulator, when set, wins.
+    """
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    endpoint = storage_emulator()
-    if endpoint:
+    emulator = storage_emulator()
+    if emulator:
         client = storage.Client(
-            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator}
         )
+    elif endpoint:
+        client = storage.Client(project=project, client_options={"api_endpoint": endpoint})
     else:
         client = storage.Client(project=project)
     adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
@@ -73,20 +79,23 @@ def gcs_client(project: str, *, pool_size: int = 32):
     return client
 
 
-@_needs_credentials
-def publisher_client(batch_settings=None, publisher_options=None):
-    from google.cloud import pubsub_v1
-
-    kwargs = {}
-    if batch_settings is not None:
-        kwargs["batch_settings"] = batch_settings
-    if publisher_options is not None:
-        kwargs["publisher_options"] = publisher_options
-    return pubsub_v1.PublisherClient(**kwargs)
+def _pubsub_options(endpoint: str | None) -> dict:
+    """`pubsub.endpoint` as the client option api_endpoint. Ordered delivery needs every publish of a key to go
+    to one region: https://cloud.google.com/pubsub/docs/ordering and the locational endpoints at
+    https://cloud.google.com/pubsub/docs/reference/service_apis_overview#pubsub_endpoints. The emulator, when
+    set, wins (the client library replaces the option with PUBSUB_EMULATOR_HOST)."""
+    return {"client_options": {"api_endpoint": endpoint}} if endpoint and not pubsub_emulator() else {}
 
 
 @_needs_credentials
-def subscriber_client():
+def publisher_client(*, endpoint: str | None = None):
     from google.cloud import pubsub_v1
 
-    return pubsub_v1.SubscriberClient()
+    return pubsub_v1.PublisherClient(**_pubsub_options(endpoint))
+
+
+@_needs_credentials
+def subscriber_client(*, endpoint: str | None = None):
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.SubscriberClient(**_pubsub_options(endpoint))

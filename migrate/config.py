@@ -83,6 +83,12 @@ class PubSubConfig:
     events_per_second: float = 0.0  # 0 = unlimited
     max_in_flight_messages: int = 20_000
     publish_timeout: float = 60.0
+    endpoint: str | None = None  # e.g. "us-east1-pubsub.googleapis.com:443"; None: the global endpoint
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    endpoint: str | None = None  # e.g. "https://storage.us-east1.rep.googleapis.com"; None: the global endpoint
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class Config:
     pubsub: PubSubConfig
     targets: TargetsConfig
     prices: dict[str, float]
+    storage: StorageConfig = StorageConfig()
 
     def digest(self) -> str:
         """A stable digest of the effective settings (not the file's bytes)."""
@@ -221,7 +228,16 @@ def _closest(key: str, allowed: dict[str, str]) -> str | None:
     return hits[0] if hits else None
 
 
-_TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
+_TOP = {
+    "project": "",
+    "catalog": "",
+    "listeners": "",
+    "transfer": "",
+    "pubsub": "",
+    "storage": "",
+    "targets": "",
+    "prices": "",
+}
 _PROJECT = {"id": "", "state_dir": "", "plans_dir": ""}
 _CATALOG = {
     "name": "",
@@ -262,7 +278,9 @@ _PUBSUB = {
     "events_per_second": "",
     "max_in_flight_messages": "",
     "publish_timeout": "",
+    "endpoint": "",
 }
+_STORAGE = {"endpoint": ""}
 _TARGETS = {
     "location": "",
     "versioning": "",
@@ -424,6 +442,11 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
         c.fail("pubsub.batch_max_bytes", "over Pub/Sub's 10 MB request limit", "use at most 9MB")
     if not 1 <= pubsub.batch_max_messages <= 1000:
         c.fail("pubsub.batch_max_messages", "must be 1..1000", "Pub/Sub takes at most 1000 messages per request")
+    if pubsub.endpoint is not None:
+        _check_endpoint(c, "pubsub.endpoint", pubsub.endpoint, url=False)
+    storage = _section(c, data, "storage", _STORAGE, StorageConfig)
+    if storage.endpoint is not None:
+        _check_endpoint(c, "storage.endpoint", storage.endpoint, url=True)
     raw_targets = data.get("targets", {})
     raw_rules = raw_targets.get("lifecycle_rules", []) if isinstance(raw_targets, dict) else []
     if isinstance(raw_targets, dict) and "lifecycle_rules" in raw_targets:
@@ -448,7 +471,37 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
 
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices)
+    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices, storage)
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def _check_endpoint(c: _Checker, key: str, value: str, *, url: bool) -> None:
+    """A regional endpoint: HOST[:PORT] for Pub/Sub's gRPC API, https://HOST[:PORT] for Cloud Storage's JSON API.
+
+    Regional endpoints: https://cloud.google.com/pubsub/docs/reference/service_apis_overview#pubsub_endpoints
+    (HOST = REGION-pubsub.googleapis.com, port 443) and https://cloud.google.com/storage/docs/regional-endpoints
+    (https://storage.REGION.rep.googleapis.com).
+    """
+    from urllib.parse import urlsplit
+
+    example = "https://storage.us-east1.rep.googleapis.com" if url else "us-east1-pubsub.googleapis.com:443"
+    fix = f'use {"an https URL" if url else "HOST[:PORT] without a scheme"}, e.g. "{example}"'
+    text = value.strip()
+    if url:
+        parts = urlsplit(text)
+        ok = parts.scheme == "https" and not parts.query and not parts.fragment and parts.path in ("", "/")
+        hostport = parts.netloc
+    else:
+        ok = "://" not in text and "/" not in text
+        hostport = text
+    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if ok and port:
+        ok = port.isdigit() and 0 < int(port) < 65536
+    if not (ok and _HOST.match(host or "")) or text != value:
+        c.fail(key, f"{value!r} is not a valid endpoint", fix)
 
 
 def _section(c: _Checker, data: dict, key: str, allowed: dict, cls: type, sizes=(), rates=()):

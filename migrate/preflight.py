@@ -145,12 +145,14 @@ def preflight(
         return call_with_retry(fn, retry_cfg, on_retry)
 
     if buckets:
-        client = clients.gcs_client(cfg.project.id, pool_size=4)
+        client = clients.gcs_client(cfg.project.id, pool_size=4, endpoint=cfg.storage.endpoint)
         for name in buckets:
             report(Event("phase", name=f"preflight bucket {name}"))
             result.findings.append(_check_bucket(client, name, call, timeout, create_fix))
     if topics:
-        publisher, subscriber = clients.publisher_client(), clients.subscriber_client()
+        endpoint = cfg.pubsub.endpoint
+        publisher = clients.publisher_client(endpoint=endpoint)
+        subscriber = clients.subscriber_client(endpoint=endpoint)
         try:
             for name in topics:
                 report(Event("phase", name=f"preflight topic {name}"))

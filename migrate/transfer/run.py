@@ -194,7 +194,7 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
     from migrate.clients import gcs_client as make_client
     from migrate.targets.gcs import Gcs
 
-    client = gcs_client or make_client(cfg.project.id, pool_size=4)
+    client = gcs_client or make_client(cfg.project.id, pool_size=4, endpoint=cfg.storage.endpoint)
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts

@@ -165,3 +165,19 @@ def estate(tmp_path: Path):
 
     tag = unique_name("t")
     return datagen.generate(tmp_path / "dc", scale=0.05, project=PROJECT, bucket_prefix=tag, topic_prefix=tag)
+
+
+# --- Pub/Sub wire contract ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def pubsub_wire(monkeypatch: pytest.MonkeyPatch):
+    """Every PublishRequest this test sends in-process, recorded by a gRPC interceptor on the publisher's
+    channel (tests/pubsub_wire.py); at teardown each must obey the real service's documented limits."""
+    from pubsub_wire import PublishRecorder, recording_factory
+
+    recorder = PublishRecorder()
+    monkeypatch.setattr(clients, "publisher_client", recording_factory(clients.publisher_client, recorder))
+    yield recorder
+    bad = recorder.violations()
+    assert not bad, f"{len(bad)} PublishRequest rule violation(s) the emulator accepted: {bad[:5]}"

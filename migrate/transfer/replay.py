@@ -34,7 +34,7 @@ from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
 from migrate.sources.eventlog import Record, iter_records, only_appended, source_attribute
-from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
+from migrate.targets.pubsub import EventPublisher, topic_path
 from migrate.transfer.quarantine import Quarantine
 
 COMMIT_EVERY = 1000  # records read between watermark commits (at most)
@@ -360,7 +360,7 @@ class _Replay:
         window = self.window
         q = self.quarantine
         assert q is not None
-        fixed = encode_attributes({"plan_id": pid, "listener": lname})
+        fixed = {"plan_id": pid, "listener": lname}
         self.active.append(st)
         reader = iter_records(path, st.listener, st.watermark, st.line)
         planned_size = st.item["size"]

@@ -18,11 +18,11 @@ from migrate.hashing import crc32c_of_bytes
 from migrate.ledger import connect
 from migrate.planning.planfile import Plan, canonical, register_items, write_plan
 from migrate.sources.eventlog import iter_records, scan_file, source_attribute
-from migrate.verification.events import DrainSettings
+from migrate.verification.drain import DrainSettings
 from migrate.verify import VerifyReport, verify_plan
 
-# The emulator answers an empty pull right away for short deadlines; two empties in a row end the drain.
-FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=120)
+# Draining stops once every expected event is seen, else after 2 s with nothing arriving and nothing in flight.
+FAST_DRAIN = DrainSettings(pull_timeout=1.0, quiet_seconds=2.0, max_seconds=120)
 PREFIX = "audio/"
 
 

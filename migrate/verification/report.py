@@ -151,7 +151,7 @@ def _events(rep: VerifyReport) -> list[str]:
     )
     if rep.drains:
         out += _table(
-            ["Subscription", "Pulls", "Read", "New", "Acked", "This plan", "Other plans", "Foreign", "Stopped"],
+            ["Subscription", "Pulls", "Read", "New", "Acked", "This plan", "Other plans", "Foreign", "Rate", "Stopped"],
             [
                 [
                     _code(d.subscription),
@@ -162,7 +162,8 @@ def _events(rep: VerifyReport) -> list[str]:
                     _n(d.this_plan),
                     _n(d.other_plans),
                     _n(d.foreign),
-                    d.stopped,
+                    f"{_n(round(d.rate))}/s, {d.streams} streams",
+                    f"{d.stopped}: {d.why_stopped()}",
                 ]
                 for d in rep.drains
             ],

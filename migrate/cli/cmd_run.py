@@ -30,6 +30,13 @@ DriftOpt = Annotated[
     bool, typer.Option("--allow-drift", help="Run even though the inventory changed since the plan was made.")
 ]
 OnlyOpt = Annotated[str, typer.Option("--only", help="What to run: all, objects or events.")]
+NoVerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-event-verification",
+        help="Publish even to a topic whose verification subscription is missing (its events cannot be verified).",
+    ),
+]
 EXIT_INTERRUPTED = 130
 
 
@@ -42,6 +49,7 @@ def register(app: typer.Typer) -> None:
         bwlimit: BwlimitOpt = None,
         allow_drift: DriftOpt = False,
         only: OnlyOpt = "all",
+        no_event_verification: NoVerifyOpt = False,
         config: ConfigOpt = None,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -62,7 +70,13 @@ def register(app: typer.Typer) -> None:
                 rate = parse_rate(bwlimit)
             except ValueError as exc:
                 raise UsageError(f"--bwlimit: {exc}", "pass a rate such as 50MiB/s, or 0 for unlimited") from None
-        options = RunOptions(workers=workers, bwlimit=rate, allow_drift=allow_drift, kinds=only)
+        options = RunOptions(
+            workers=workers,
+            bwlimit=rate,
+            allow_drift=allow_drift,
+            kinds=only,
+            event_verification=not no_event_verification,
+        )
         stop = threading.Event()
         try:
             with _interrupts(stop, quiet=quiet), RunProgress(mode_for(as_json=as_json, quiet=quiet)) as view:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrate.config import Config
-from migrate.errors import PlanError, UsageError
+from migrate.errors import EventsUnverifiable, PlanError, UsageError
 from migrate.ledger import connect, latest_snapshot, now
 from migrate.planning.planfile import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
@@ -44,6 +44,7 @@ class RunOptions:
     allow_drift: bool = False
     kinds: str = "all"  # all | objects | events
     skip_preflight: bool = False
+    event_verification: bool = True  # refuse to publish to a topic whose verification subscription is missing
 
 
 @dataclass
@@ -143,6 +144,8 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
         report(Event("phase", name="preflight"))
         checked = preflight_plan(cfg, plan, report=lambda e: report(e) if e.kind == "retry" else None)
         checked.raise_for_errors()
+        if options.event_verification and options.kinds in ("all", "events"):
+            refuse_unverifiable(checked.findings)
         preflight_retries = checked.retries
     register_items(conn, plan)
 
@@ -174,6 +177,17 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     _close_run(conn, summary)
     report(Event("finish", data=summary.to_dict()))
     return summary
+
+
+def refuse_unverifiable(findings) -> None:
+    """EventsUnverifiable (exit 2) when a topic's verification subscription is missing or on another topic:
+    messages published before it exists never reach it, so they could never be verified."""
+    bad = [f for f in findings if f.kind == "subscription" and f.status in ("missing", "wrong_topic")]
+    if bad:
+        raise EventsUnverifiable(
+            "; ".join(f.message for f in bad),
+            f"{bad[0].fix}; or pass --no-event-verification to publish without verification",
+        )
 
 
 def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary) -> ObjectsSummary | None:

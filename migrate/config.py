@@ -459,6 +459,9 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
             if b not in known_buckets:
                 fix = "name a bucket of a [[catalog]] source, or drop buckets to apply the rule to all"
                 c.fail(f"targets.lifecycle_rules[{i}].buckets", f"{b!r} is not a target bucket", fix)
+    if not 1 <= targets.message_retention_days <= 31:
+        # https://cloud.google.com/pubsub/docs/subscription-properties#message_retention_duration (topics too)
+        c.fail("targets.message_retention_days", "must be 1..31", "Pub/Sub keeps messages at most 31 days")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in targets.labels.items()):
         c.fail("targets.labels", "expected a table of strings", 'write it as labels = { team = "data" }')
 

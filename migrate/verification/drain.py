@@ -32,7 +32,7 @@ from migrate.config import Config
 from migrate.hashing import id_hash, signed64
 from migrate.ledger import transaction
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
 from migrate.targets.subscription import PubSubSubscription, Pulled, SubscriptionReader

@@ -30,7 +30,7 @@ from migrate.config import Config
 from migrate.errors import SourceError
 from migrate.hashing import IdDigest, id_hash, signed64
 from migrate.ledger import transaction
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.verification.model import EventSourceResult
 from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING, ProblemLines, event_path, file_path

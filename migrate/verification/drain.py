@@ -9,7 +9,7 @@ recognised by its message id). Folding into `event_ids.seen` is in `fold_pulls`.
 When to stop. Real Pub/Sub may answer empty or short pulls while a backlog remains
 (https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions/pull), so a few empty
 pulls prove nothing. The drain stops, and `Drain.stopped` says which:
-  complete  every event the plan expects on this topic has been seen (and every stream finished a pull);
+  complete  every event the plan expects on this topic has been seen (after at least one answered pull);
   quiet     nothing arrived for `quiet_seconds` and nothing is in flight (no pulled batch waiting to be
             stored, no acknowledgement outstanding);
   timeout   `max_seconds` passed (the drain is incomplete and verify fails).
@@ -39,6 +39,7 @@ from migrate.targets.subscription import PubSubSubscription, Pulled, Subscriptio
 from migrate.verification.model import Drain
 
 POLL = 0.2  # seconds the drain loop waits for a pull before re-checking its stop conditions
+GRACE = 0.5  # seconds a stopped drain still takes the answers of pulls under way
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class _Streams:
         self.settings = settings
         self.results: queue.Queue = queue.Queue(maxsize=max(2, 2 * settings.streams))
         self.stop = threading.Event()
+        self.abandoned = threading.Event()
         self.threads = [
             threading.Thread(target=self._run, args=(i,), name=f"drain-{i}", daemon=True)
             for i in range(max(1, settings.streams))
@@ -137,29 +139,36 @@ class _Streams:
             try:
                 item = (index, self.reader.pull(s.max_messages, s.pull_timeout))
             except BaseException as exc:  # raised in the draining thread
-                self.results.put((index, exc))
+                if not self.stop.is_set():
+                    self._deliver((index, exc))
                 return
-            while not self.stop.is_set():
-                try:
-                    self.results.put(item, timeout=POLL)
-                    break
-                except queue.Full:
-                    continue
-            else:
-                self.results.put(item)  # pulled before the stop: stored and acked, not left to redeliver
+            self._deliver(item)
 
-    def close(self) -> list:
-        """Stop pulling; the batches pulled meanwhile (each stream finishes its current pull)."""
+    def _deliver(self, item: tuple) -> None:
+        while not self.abandoned.is_set():
+            try:
+                self.results.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    def close(self, grace: float = GRACE) -> list:
+        """Stop pulling; what the streams deliver within `grace` seconds. Pulls still open after that are
+        abandoned: whatever they lease is redelivered after its ack deadline (it was never stored or acked)."""
         self.stop.set()
         left: list = []
-        while any(t.is_alive() for t in self.threads) or not self.results.empty():
+        end = time.monotonic() + grace
+        while time.monotonic() < end and (any(t.is_alive() for t in self.threads) or not self.results.empty()):
             try:
                 left.append(self.results.get(timeout=POLL))
             except queue.Empty:
                 continue
-        for t in self.threads:
-            t.join()
-        return left
+        self.abandoned.set()
+        while True:
+            try:
+                left.append(self.results.get_nowait())
+            except queue.Empty:
+                return left
 
 
 def drain_topic(
@@ -182,17 +191,15 @@ def drain_topic(
     new_since_check, last_check, check_every = 0, started, 0.0
     last_message = started
     acks: list[Future] = []
-    pulled_by: set[int] = set()  # streams that finished at least one pull
     report(Event("phase", name=f"draining {reader.path} ({d.streams} streams)"))
     streams = _Streams(reader, settings)
     pool = ThreadPoolExecutor(max_workers=d.streams, thread_name_prefix="drain-ack")
 
     def take(result: tuple) -> None:
         nonlocal new_since_check, last_message
-        index, item = result
+        _, item = result
         if isinstance(item, BaseException):
             raise item
-        pulled_by.add(index)
         d.pulls += 1
         if item:
             last_message = clock()
@@ -213,7 +220,7 @@ def drain_topic(
                 pass
             settle_acks()
             now = clock()
-            if len(pulled_by) == d.streams and new_since_check >= left and now - last_check >= check_every:
+            if d.pulls and new_since_check >= left and now - last_check >= check_every:
                 left = expected_left(conn, plan_id, sources)
                 new_since_check, last_check = 0, clock()
                 check_every = 10 * (last_check - now)  # checks take at most about a tenth of the time

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         strict: StrictOpt = False,
         seed: SeedOpt = 0,
         matches: MatchesOpt = False,
-        pull_timeout: PullTimeoutOpt = 5.0,
+        pull_timeout: PullTimeoutOpt = 10.0,
         quiet_period: QuietPeriodOpt = 30.0,
         streams: StreamsOpt = 4,
         config: ConfigOpt = None,

@@ -75,12 +75,12 @@ class PubSubSubscription:
 
         n = max(1, min(int(max_messages), MAX_PULL_MESSAGES))
 
-        def call() -> list:
+        def call():
             try:
                 resp = self._client.pull(subscription=self.path, max_messages=n, timeout=timeout, retry=None)
             except gexc.DeadlineExceeded:
-                return []  # a long poll that found nothing
-            return list(resp.received_messages)
+                return ()  # a long poll that found nothing
+            return type(resp).pb(resp).received_messages  # the protobuf itself: no proto-plus wrapper per field
 
         try:
             received = retrying(self._retry_cfg, self._on_retry)(call)
@@ -92,7 +92,7 @@ class PubSubSubscription:
             ) from None
         except gexc.GoogleAPICallError as exc:
             raise TargetError(f"pulling from {self.path} failed: {describe(exc)}", "retry verify later") from None
-        return [Pulled(m.message.message_id, dict(m.message.attributes), m.ack_id) for m in received]
+        return [Pulled(m.message.message_id, m.message.attributes, m.ack_id) for m in received]
 
     def acknowledge(self, ack_ids: Sequence[str]) -> int:
         from google.api_core import exceptions as gexc

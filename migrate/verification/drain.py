@@ -13,6 +13,7 @@ pulls prove nothing. The drain stops, and `Drain.stopped` says which:
   quiet     nothing arrived for `quiet_seconds` and nothing is in flight (no pulled batch waiting to be
             stored, no acknowledgement outstanding);
   timeout   `max_seconds` passed (the drain is incomplete and verify fails).
+Stopping then waits for the pulls under way (at most `pull_timeout`), storing and acking what they bring.
 "Expected" is the re-read of the source logs (events.load_expected), written to event_ids before the
 drain; the exact check is an SQL sum, run only when enough new messages of the plan arrived to possibly
 complete it, and spaced so that it takes at most about a tenth of the drain's time.
@@ -39,7 +40,7 @@ from migrate.targets.subscription import PubSubSubscription, Pulled, Subscriptio
 from migrate.verification.model import Drain
 
 POLL = 0.2  # seconds the drain loop waits for a pull before re-checking its stop conditions
-GRACE = 0.5  # seconds a stopped drain still takes the answers of pulls under way
+BATCH_PULLS = 16  # pulls waiting in the queue are stored in one transaction, up to this many
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class DrainSettings:
     period after which, with nothing in flight, the drain stops without having seen every expected event."""
 
     max_messages: int = 1000  # per pull call (Pub/Sub's maximum)
-    pull_timeout: float = 5.0
+    # A pull's deadline. One that passes after the server leased messages to the pull loses them until their ack
+    # deadline passes, so it should be generous; but a stopped drain waits for its open pulls (up to this long).
+    pull_timeout: float = 10.0
     quiet_seconds: float = 30.0
     streams: int = 4
     max_seconds: float = 4 * 3600.0  # stop anyway after this long (the drain is then incomplete)
@@ -125,7 +128,6 @@ class _Streams:
         self.settings = settings
         self.results: queue.Queue = queue.Queue(maxsize=max(2, 2 * settings.streams))
         self.stop = threading.Event()
-        self.abandoned = threading.Event()
         self.threads = [
             threading.Thread(target=self._run, args=(i,), name=f"drain-{i}", daemon=True)
             for i in range(max(1, settings.streams))
@@ -140,35 +142,24 @@ class _Streams:
                 item = (index, self.reader.pull(s.max_messages, s.pull_timeout))
             except BaseException as exc:  # raised in the draining thread
                 if not self.stop.is_set():
-                    self._deliver((index, exc))
+                    self.results.put((index, exc))
                 return
-            self._deliver(item)
+            self.results.put(item)  # blocks while the draining thread is busy storing: back pressure
 
-    def _deliver(self, item: tuple) -> None:
-        while not self.abandoned.is_set():
-            try:
-                self.results.put(item, timeout=POLL)
-                return
-            except queue.Full:
-                continue
-
-    def close(self, grace: float = GRACE) -> list:
-        """Stop pulling; what the streams deliver within `grace` seconds. Pulls still open after that are
-        abandoned: whatever they lease is redelivered after its ack deadline (it was never stored or acked)."""
+    def close(self) -> list:
+        """Stop pulling; what the pulls under way still bring (each ends by its deadline). Waiting for them,
+        rather than cancelling, leaves no pull open that could lease messages nobody will read: those would
+        only come back after their ack deadline, and a verify right after this one would miss them."""
         self.stop.set()
         left: list = []
-        end = time.monotonic() + grace
-        while time.monotonic() < end and (any(t.is_alive() for t in self.threads) or not self.results.empty()):
+        while any(t.is_alive() for t in self.threads) or not self.results.empty():
             try:
                 left.append(self.results.get(timeout=POLL))
             except queue.Empty:
                 continue
-        self.abandoned.set()
-        while True:
-            try:
-                left.append(self.results.get_nowait())
-            except queue.Empty:
-                return left
+        for t in self.threads:
+            t.join()
+        return left
 
 
 def drain_topic(
@@ -195,17 +186,22 @@ def drain_topic(
     streams = _Streams(reader, settings)
     pool = ThreadPoolExecutor(max_workers=d.streams, thread_name_prefix="drain-ack")
 
-    def take(result: tuple) -> None:
+    def take(results: list[tuple]) -> None:
+        """Store the pulls in one transaction, then hand their acks to the pool (stored before acked)."""
         nonlocal new_since_check, last_message
-        _, item = result
-        if isinstance(item, BaseException):
-            raise item
-        d.pulls += 1
-        if item:
+        pulled = []
+        for _, item in results:
+            if isinstance(item, BaseException):
+                raise item
+            d.pulls += 1
+            if item:
+                pulled.append(item)
+        if pulled:
             last_message = clock()
-            new_since_check += _persist(conn, topic, plan_id, item, d)
-            acks.append(pool.submit(reader.acknowledge, [m.ack_id for m in item]))
-            report(Event("events", name=topic, n=len(item)))
+            new_since_check += _persist(conn, topic, plan_id, [m for msgs in pulled for m in msgs], d)
+            for msgs in pulled:
+                acks.append(pool.submit(reader.acknowledge, [m.ack_id for m in msgs]))
+            report(Event("events", name=topic, n=sum(len(msgs) for msgs in pulled)))
 
     def settle_acks() -> None:
         for f in [f for f in acks if f.done()]:
@@ -214,10 +210,14 @@ def drain_topic(
 
     try:
         while True:
+            got = []
             try:
-                take(streams.results.get(timeout=POLL))
+                got.append(streams.results.get(timeout=POLL))
+                while len(got) < BATCH_PULLS:
+                    got.append(streams.results.get_nowait())
             except queue.Empty:
                 pass
+            take(got)
             settle_acks()
             now = clock()
             if d.pulls and new_since_check >= left and now - last_check >= check_every:
@@ -235,16 +235,14 @@ def drain_topic(
                 d.stopped = "timeout"
                 break
     finally:
+        d.seconds = round(clock() - started, 3)  # the reading; closing waits for the pulls under way
         try:
-            for result in streams.close():
-                if not isinstance(result[1], BaseException):
-                    take(result)
+            take([r for r in streams.close() if not isinstance(r[1], BaseException)])
             for f in acks:
                 d.acked += f.result()
         finally:
             pool.shutdown(wait=True)
     d.expected_left = expected_left(conn, plan_id, sources)
-    d.seconds = round(clock() - started, 3)
     return d
 
 

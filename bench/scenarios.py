@@ -311,7 +311,7 @@ class Scenarios:
 
     def _latency_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int) -> None:
         from bench.latency import LatencyProxy
-        from migrate.emulators import start_gcs
+        from migrate.local.emulators import start_gcs
 
         label = LATENCY_LABELS[tool]
         wd = self.x.workdir(sid, rnd, tool)

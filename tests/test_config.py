@@ -150,21 +150,13 @@ def test_endpoints_are_validated(write_config) -> None:
     assert any(line.startswith(f"{path}: storage.endpoint: ") and "https URL" in line for line in lines), lines
 
 
-def test_endpoints_reach_the_clients_as_client_options(write_config, tmp_path, monkeypatch) -> None:
+def test_endpoints_reach_the_clients_as_client_options(write_config, real_cloud_adc) -> None:
     """Regional endpoints (needed for ordered delivery: https://cloud.google.com/pubsub/docs/ordering) are the
     api_endpoint client option of the clients the product builds."""
     from migrate import clients
     from migrate.config import load_config as load
     from migrate.targets.pubsub import EventPublisher, topic_path
 
-    for var in (clients.PUBSUB_EMULATOR_ENV, clients.STORAGE_EMULATOR_ENV):
-        monkeypatch.delenv(var, raising=False)
-    adc = tmp_path / "adc.json"  # authorized-user credentials: building clients makes no network call
-    adc.write_text(
-        '{"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",'
-        ' "quota_project_id": "test-project"}'
-    )
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
     cfg = load(
         write_config(
             listeners=[{"name": "plays", "paths": ["/x/*.jsonl"], "topic": "plays-events"}],

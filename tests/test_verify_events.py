@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+from pubsubkit import drain
 from test_verify_helpers import build_world
 from typer.testing import CliRunner
 
@@ -13,7 +14,7 @@ from migrate.cli import app
 from migrate.ledger import connect
 from migrate.sources.eventlog import iter_records
 from migrate.targets.subscription import Pulled
-from migrate.verification import drain
+from migrate.verification import drain as draining
 from migrate.verification.model import Drain
 
 
@@ -26,20 +27,8 @@ def _sub_path(w) -> str:
 
 
 def _pull(w, n: int, *, ack: bool = True) -> list:
-    """A consumer on the verification subscription: read up to n messages."""
-    sub = clients.subscriber_client()
-    try:
-        got: list = []
-        for _ in range(20):
-            if len(got) >= n:
-                break
-            resp = sub.pull(subscription=_sub_path(w), max_messages=n - len(got), timeout=5)
-            got += list(resp.received_messages)
-        if ack and got:
-            sub.acknowledge(subscription=_sub_path(w), ack_ids=[m.ack_id for m in got])
-        return got
-    finally:
-        sub.close()
+    """A consumer on the verification subscription: read n messages."""
+    return drain(_sub_path(w), expect=n, limit=n, ack=ack, raw=True)
 
 
 def test_clean_events_match_and_a_rerun_reports_the_same(tmp_path, write_config, gcs_client, topic):
@@ -185,7 +174,7 @@ def test_redelivered_message_is_counted_once(tmp_path, write_config, gcs_client,
     conn = connect(w.cfg.project.state_dir)
     first = Drain(topic=topic, subscription=_sub_path(w))
     pulled = [Pulled(m.message.message_id, dict(m.message.attributes), m.ack_id) for m in msgs]
-    drain._persist(conn, topic, w.plan.plan_id, pulled, first)
+    draining._persist(conn, topic, w.plan.plan_id, pulled, first)
     conn.close()
     assert (first.new, first.this_plan) == (5, 5)
     sub = clients.subscriber_client()

@@ -60,12 +60,13 @@ class PubSubSubscription:
         retry_cfg: TransferConfig,
         *,
         endpoint: str | None = None,
+        impersonate: str | None = None,
         on_retry: OnRetry | None = None,
         client=None,
     ) -> None:
         from migrate.clients import subscriber_client
 
-        self._client = client or subscriber_client(endpoint=endpoint)
+        self._client = client or subscriber_client(impersonate=impersonate, endpoint=endpoint)
         self.path = self._client.subscription_path(project, subscription)
         self._retry_cfg = retry_cfg
         self._on_retry = on_retry or (lambda exc, attempt: None)

@@ -249,9 +249,9 @@ def drain_topic(
 def topic_sources(plan: Plan) -> dict[str, set[str]]:
     """topic -> the plan's listener sources that publish to it."""
     out: dict[str, set[str]] = {}
-    for item in plan.iter_items():
-        if item.get("kind") == "events" and item.get("topic"):
-            out.setdefault(item["topic"], set()).add(item["source"])
+    for item in plan.event_items():
+        if item.topic:
+            out.setdefault(item.topic, set()).add(item.source)
     return out
 
 
@@ -281,6 +281,7 @@ def drain_all(
                 verification_subscription(topic),
                 cfg.transfer,
                 endpoint=cfg.pubsub.endpoint,
+                impersonate=cfg.project.impersonate_service_account,
                 on_retry=on_retry,
             )
 

@@ -17,8 +17,10 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import VerificationFailed
 from migrate.ledger import connect
-from migrate.plan import Plan, load_plan, register_items
+from migrate.ledger.items import register_items
+from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
+from migrate.quarantine import reasons_by_file
 from migrate.retry import describe
 from migrate.verification import deep as deep_check
 from migrate.verification import drain as draining
@@ -150,7 +152,10 @@ def _verify_objects(
         from migrate.clients import gcs_client as make_client
 
         gcs_client = make_client(
-            cfg.project.id, pool_size=max(deep_check.MAX_WORKERS, 4), endpoint=cfg.storage.endpoint
+            cfg.project.id,
+            pool_size=max(deep_check.MAX_WORKERS, 4),
+            impersonate=cfg.project.impersonate_service_account,
+            endpoint=cfg.storage.endpoint,
         )
     objects.load_listing(conn, gcs_client, roots, cfg.transfer, o, report)
     report(Event("phase", name="comparing objects"))
@@ -187,7 +192,7 @@ def _verify_events(
     if not events.topics_of(plan):
         return
     before = events.previously_seen(conn, plan.plan_id)
-    quarantine = events.load_quarantine(events.quarantine_path(cfg.project.state_dir, plan.plan_id))
+    quarantine = reasons_by_file(cfg.project.state_dir, plan.plan_id)
     # expected first: the drain stops as soon as every expected event has been seen
     expected = events.load_expected(conn, cfg, plan, quarantine, lines, show=show, report=report)
     rep.drains = draining.drain_all(conn, cfg, plan, settings, report, reader_factory)

@@ -175,17 +175,3 @@ def test_endpoints_reach_the_clients_as_client_options(write_config, real_cloud_
     gcs = clients.gcs_client(cfg.project.id, endpoint=cfg.storage.endpoint)
     assert gcs.api_endpoint == "https://storage.us-east1.rep.googleapis.com"
     assert clients.publisher_client().api_endpoint.startswith("pubsub.googleapis.com")  # unset: the global one
-
-
-def test_message_retention_is_at_most_31_days(write_config) -> None:
-    from migrate.config import load_config as load
-    from migrate.errors import ConfigError
-
-    listeners = [{"name": "plays", "paths": ["/x/*.jsonl"], "topic": "plays-events"}]
-    assert (
-        load(write_config(listeners=listeners, targets={"message_retention_days": 31})).targets.message_retention_days
-        == 31
-    )
-    with pytest.raises(ConfigError) as err:
-        load(write_config(listeners=listeners, targets={"message_retention_days": 32}))
-    assert "targets.message_retention_days: must be 1..31" in str(err.value)

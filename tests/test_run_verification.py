@@ -4,8 +4,8 @@ such events could never be verified. `--no-event-verification` publishes anyway.
 from __future__ import annotations
 
 import json
+import uuid
 
-from conftest import unique_name
 from typer.testing import CliRunner
 
 from migrate import clients
@@ -14,7 +14,7 @@ from migrate.names import verification_subscription
 
 
 def test_run_refuses_a_topic_without_its_verification_subscription(emulators, tmp_path, write_config, pubsub_wire):
-    topic_id = unique_name("topic")
+    topic_id = f"topic-{uuid.uuid4().hex[:12]}"
     pub = clients.publisher_client()
     try:
         pub.create_topic(name=pub.topic_path(emulators.project, topic_id))  # and no subscription

@@ -123,7 +123,9 @@ def preflight(
         if bucket_admin is None:
             from migrate.targets import gcs_admin
 
-            bucket_admin = gcs_admin.connect(cfg.project.id, call, timeout, impersonate=impersonate)
+            bucket_admin = gcs_admin.connect(
+                cfg.project.id, call, timeout, impersonate=impersonate, endpoint=cfg.storage.endpoint
+            )
         for name in buckets:
             report(Event("phase", name=f"preflight bucket {name}"))
             result.findings.append(_check_bucket(bucket_admin, name, ctx))
@@ -131,7 +133,9 @@ def preflight(
         if topic_admin is None:
             from migrate.targets import pubsub_admin
 
-            topic_admin = pubsub_admin.connect(cfg.project.id, call, timeout, impersonate=impersonate)
+            topic_admin = pubsub_admin.connect(
+                cfg.project.id, call, timeout, impersonate=impersonate, endpoint=cfg.pubsub.endpoint
+            )
         try:
             for name in topics:
                 report(Event("phase", name=f"preflight topic {name}"))

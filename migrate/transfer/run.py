@@ -24,19 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrate.config import Config
-from migrate.errors import EventsUnverifiable, PlanError, UsageError
-from migrate.ledger import connect, items, latest_snapshot, now
-from migrate.ledger.items import drift, register_items
+from migrate.errors import EventsUnverifiable, UsageError
+from migrate.ledger import connect, items, now
+from migrate.ledger.items import register_items
 from migrate.ledger.states import ItemKind, ItemState
-from migrate.plan import ObjectItem, Plan, load_plan
+from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.ratelimit import limiter
 from migrate.retry import describe
 from migrate.transfer.objects import ObjectsSummary, copy_objects, sweep_parts
+from migrate.transfer.plan_checks import check_drift, check_identity
 
 KINDS = ("all", "objects", "events")
-DRIFT_SHOWN = 20
-IDENTITY_SAMPLE = 200
 
 
 @dataclass(frozen=True)
@@ -359,55 +358,3 @@ def totals(conn, plan: Plan, kinds: str = "all") -> dict:
         out["files"] = len(rows)
         out["events"] = sum(max(0, expected.get(seq, 0) - published) for seq, published in rows)
     return out
-
-
-# --- refusing plans that do not belong to this inventory -------------------------------------------
-
-
-def check_identity(conn, plan: Plan) -> None:
-    """Refuse a plan made from another ledger's inventory (same snapshot number, other files).
-
-    The plan's snapshot must exist here, and a sample of its items must match that snapshot's
-    files (size, mtime, inode): they always do for a plan made from this ledger.
-    """
-    fix = f"run it with the config (state_dir) it was planned with, or re-plan: `migrate plan --name {plan.name}`"
-    snap = conn.execute("SELECT id FROM snapshots WHERE id=?", (plan.snapshot_id,)).fetchone()
-    if snap is None:
-        raise PlanError(
-            f"plan {plan.name} was made from inventory snapshot {plan.snapshot_id}, which this ledger does not have",
-            fix,
-        )
-    checked = 0
-    for item in plan.iter_items():
-        if checked >= IDENTITY_SAMPLE:
-            break
-        checked += 1
-        if isinstance(item, ObjectItem):
-            row = conn.execute(
-                "SELECT size, mtime_ns, inode FROM files WHERE source=? AND relpath=?", (item.source, item.relpath)
-            ).fetchone()
-        else:
-            row = conn.execute(
-                "SELECT size, mtime_ns, inode FROM event_files WHERE source=? AND path=?", (item.source, item.relpath)
-            ).fetchone()
-        if row is None:
-            if latest_snapshot(conn)["id"] == plan.snapshot_id:
-                raise PlanError(f"plan {plan.name} names {item.source}:{item.relpath}, unknown to this inventory", fix)
-            continue  # gone since: drift reports it
-        same = (row[0], row[1], row[2]) == (item.size, item.mtime_ns, item.inode)
-        if not same and latest_snapshot(conn)["id"] == plan.snapshot_id:
-            raise PlanError(
-                f"plan {plan.name} does not match this ledger's inventory ({item.source}:{item.relpath} differs);"
-                " it was made from another inventory",
-                fix,
-            )
-
-
-def check_drift(conn, plan: Plan) -> None:
-    count, names = drift(conn, plan, limit=DRIFT_SHOWN)
-    if count:
-        more = f" and {count - len(names)} more" if count > len(names) else ""
-        raise PlanError(
-            f"plan {plan.name}: {count} planned file(s) changed since planning: {', '.join(names)}{more}",
-            f"re-run `migrate inventory` and `migrate plan --name {plan.name}`, or pass --allow-drift",
-        )

@@ -4,7 +4,8 @@ One dispatching thread streams the plan's pending items (manifest merged with le
 a page at a time), feeds a BoundedExecutor with copier.Copier tasks, and alone writes the
 results to the ledger, in batches. An item is 'done' in the ledger only after GCS acknowledged
 it; a crash in between is settled by the next run's conditional create (412, same CRC32C).
-Large files become several tasks (parts, then a compose); see copier.py for why.
+Large files become several tasks (transfer.tasks): a resumable upload a chunk at a time, or
+composite parts then a compose, depending on the bucket (targets.buckets).
 """
 
 from __future__ import annotations
@@ -20,10 +21,22 @@ from migrate.config import Config
 from migrate.ledger import now, transaction
 from migrate.planning.planfile import Plan
 from migrate.progress import Event, Reporter
-from migrate.retry import describe, is_retryable
-from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged, SourceReadError
-from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
+from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
+from migrate.targets.gcs import PARTS_PREFIX, Gcs
+from migrate.transfer.copier import Copier, part_layout
 from migrate.transfer.executor import BoundedExecutor, Done
+from migrate.transfer.outcome import Outcome, outcome_of
+from migrate.transfer.tasks import (
+    Cleanup,
+    Compose,
+    CopyOne,
+    LargeJob,
+    PrepareLarge,
+    ResumableStep,
+    Task,
+    UploadPart,
+    Work,
+)
 
 PAGE = 1000  # items read from the manifest and the ledger at a time
 FLUSH_EVERY = 500  # ledger rows per batched write
@@ -47,7 +60,9 @@ class ObjectsSummary:
     bytes: int = 0
     reused_bytes: int = 0
     retries: int = 0
+    corrupt_resent: int = 0  # uploads sent again because GCS received other bytes (CRC32C mismatch)
     elapsed: float = 0.0
+    upload_paths: dict[str, str] = field(default_factory=dict)  # bucket -> how its large files travel
     failures: list[dict] = field(default_factory=list)
     failures_total: int = 0
     halted: str | None = None  # why the copy stopped before the end on its own
@@ -71,6 +86,8 @@ class ObjectsSummary:
             "bytes": self.bytes,
             "reused_bytes": self.reused_bytes,
             "retries": self.retries,
+            "corrupt_resent": self.corrupt_resent,
+            "upload_paths": self.upload_paths,
             "elapsed": round(self.elapsed, 3),
             "rate": round(self.rate, 1),
             "files_per_second": round(self.done / self.elapsed, 1) if self.elapsed > 0 else 0.0,
@@ -135,7 +152,7 @@ def _parse_state(text: str | None) -> dict | None:
         doc = json.loads(text)
     except ValueError:
         return None
-    return doc if isinstance(doc, dict) and doc.get("kind") == "composite" else None
+    return doc if isinstance(doc, dict) and doc.get("kind") in (COMPOSITE, RESUMABLE) else None
 
 
 # --- the ledger, written in batches by the dispatching thread -------------------------------------
@@ -182,7 +199,8 @@ class LedgerBatch:
         self.last_flush = time.monotonic()
 
     def set_upload_state(self, seq: int, state: dict) -> None:
-        """Written at once: a composite upload's resume state must exist before its first part."""
+        """Written at once: a large upload's resume state (composite layout, or resumable session URI and
+        acknowledged offset) must be in the ledger before the bytes it describes are sent."""
         self.conn.execute(
             "UPDATE items SET upload_url=?, updated_at=? WHERE plan_id=? AND seq=?",
             (json.dumps(state, sort_keys=True), now(), self.plan_id, seq),
@@ -195,16 +213,26 @@ class LedgerBatch:
 class _Dispatch:
     """Turns items into tasks and results into ledger rows; runs in the calling thread only."""
 
-    def __init__(self, conn, cfg: Config, plan: Plan, copier: Copier, summary: ObjectsSummary, report: Reporter):
+    def __init__(
+        self,
+        conn,
+        cfg: Config,
+        plan: Plan,
+        copier: Copier,
+        summary: ObjectsSummary,
+        report: Reporter,
+        buckets: dict[str, BucketSettings],
+    ):
         self.conn = conn
         self.cfg = cfg
         self.plan = plan
         self.copier = copier
         self.summary = summary
         self.report = report
+        self.buckets = buckets
         self.ledger = LedgerBatch(conn, plan.plan_id)
         self.jobs: dict[int, LargeJob] = {}
-        self.ready: deque[tuple[tuple, Callable, tuple]] = deque()  # follow-up tasks of large items
+        self.ready: deque[Task] = deque()  # follow-up tasks of large items
         self.stopping = False
         self.halted: str | None = None  # why the run stopped on its own
         self.transient_streak = 0  # items failed in a row on retryable errors, their retries exhausted
@@ -213,94 +241,120 @@ class _Dispatch:
     def is_large(self, w: Work) -> bool:
         return w.upload_state is not None or w.size >= max(self.cfg.transfer.large_file_threshold, 1)
 
-    def start(self, w: Work, ex: BoundedExecutor) -> None:
-        if not self.is_large(w):
-            ex.submit(("one", w.seq, w), self.copier.copy_one, w)
-            return
-        part_size, n_parts = part_layout(w.size, self.cfg.transfer, w.upload_state)
-        job = LargeJob(w, part_size, n_parts, resumed=w.upload_state is not None)
-        if w.upload_state is None:
-            self.ledger.set_upload_state(w.seq, {"kind": "composite", "part_size": part_size, "parts": n_parts})
-        self.jobs[w.seq] = job
-        ex.submit(("prep", w.seq), self.copier.prepare_large, job)
+    def path_for(self, w: Work) -> str:
+        """An interrupted upload keeps its path where it still may; unknown buckets get resumable."""
+        settings = self.buckets.get(w.bucket)
+        allowed = settings.path_for(w.storage_class) if settings is not None else RESUMABLE
+        recorded = (w.upload_state or {}).get("kind")
+        return RESUMABLE if RESUMABLE in (recorded, allowed) else COMPOSITE
 
-    def next_ready(self) -> tuple[tuple, Callable, tuple] | None:
+    def start(self, w: Work) -> Task:
+        if not self.is_large(w):
+            return CopyOne(w)
+        if self.path_for(w) == RESUMABLE:
+            session = w.upload_state if (w.upload_state or {}).get("kind") == RESUMABLE else None
+            job = LargeJob(w, RESUMABLE, session=session, resumed=session is not None)
+            job.query_first = bool(session and session.get("uri"))
+            job.cleanup = lambda job=job: self.copier.cancel_session(job)
+            self.jobs[w.seq] = job
+            return ResumableStep(job)
+        state = w.upload_state if (w.upload_state or {}).get("kind") == COMPOSITE else None
+        part_size, n_parts = part_layout(w.size, self.cfg.transfer, state)
+        job = LargeJob(w, COMPOSITE, part_size, n_parts, resumed=state is not None)
+        if state is None:
+            self.ledger.set_upload_state(w.seq, {"kind": COMPOSITE, "part_size": part_size, "parts": n_parts})
+        job.cleanup = lambda job=job: self.copier.delete_parts(job)  # registered before the first part exists
+        self.jobs[w.seq] = job
+        return PrepareLarge(job)
+
+    def next_ready(self) -> Task | None:
         """The next follow-up task worth starting (parts of a failed or stopped job are dropped)."""
         while self.ready:
-            tag, fn, args = self.ready.popleft()
-            if tag[0] == "part":
-                job = self.jobs[tag[1]]
-                if job.error is not None or self.stopping:
-                    job.outstanding -= 1
-                    self.settle(job)
-                    continue
-            return tag, fn, args
+            task = self.ready.popleft()
+            if isinstance(task, UploadPart) and (task.job.error is not None or self.stopping):
+                task.job.outstanding -= 1
+                self.settle(task.job)
+                continue
+            if isinstance(task, ResumableStep) and self.stopping:
+                job = task.job  # its session and offset are in the ledger: the next run resumes there
+                self.finish_large(job, Outcome(job.work.seq, "pending", retries=job.retries, corrupt=job.corrupt))
+                continue
+            return task
         return None
 
     def handle(self, done: Done) -> None:
-        kind, seq = done.tag[0], done.tag[1]
-        if kind == "one":
-            result = done.result if done.error is None else Outcome(seq, "failed", error=describe(done.error))
-            self.finish(result, done.tag[2])
+        task: Task = done.tag
+        if isinstance(task, Cleanup):
+            return  # best effort; what it could not remove, the end-of-run sweep takes
+        if isinstance(task, CopyOne):
+            result = done.result if done.error is None else outcome_of(task.work.seq, done.error, task.work.path)
+            self.finish(result, task.work)
             return
-        job = self.jobs[seq]
-        if kind == "prep":
-            if done.error is not None:
-                self.finish_large(job, Outcome(seq, "failed", error=describe(done.error)))
-            elif isinstance(done.result, Outcome):
+        job = task.job
+        seq = job.work.seq
+        if done.error is not None and not isinstance(task, UploadPart):
+            self.finish_large(job, outcome_of(seq, done.error, job.work.path))
+        elif isinstance(task, PrepareLarge):
+            if isinstance(done.result, Outcome):
                 self.finish_large(job, done.result)
             elif self.stopping:
                 self.finish_large(job, Outcome(seq, "pending", retries=job.retries))
             else:
                 job.outstanding = job.n_parts
-                for index in range(job.n_parts):
-                    self.ready.append((("part", seq, index), self.copier.upload_part, (job, index)))
-        elif kind == "part":
+                self.ready.extend(UploadPart(job, index) for index in range(job.n_parts))
+        elif isinstance(task, UploadPart):
             job.outstanding -= 1
             err = done.error
             if err is None:
                 job.retries += done.result.retries
                 err = done.result.error
                 if err is None:
-                    job.parts[done.tag[2]] = done.result
+                    job.parts[task.index] = done.result
             if err is not None and job.error is None:
-                if isinstance(err, SourceChanged):
-                    job.error = Outcome(seq, "source-changed", error=err.reason)
-                elif isinstance(err, Aborted):
-                    job.error = Outcome(seq, "pending")
-                elif isinstance(err, PermissionError):
-                    job.error = Outcome(seq, "failed", error=f"cannot read {job.work.path}: {err.strerror}")
-                elif isinstance(err, SourceReadError):
-                    job.error = Outcome(seq, "failed", error=str(err))
-                else:
-                    job.error = Outcome(seq, "failed", error=describe(err), transient=is_retryable(err))
+                job.error = outcome_of(seq, err, job.work.path)
             self.settle(job)
-        elif kind == "compose":
-            result = done.result if done.error is None else Outcome(seq, "failed", error=describe(done.error))
-            self.finish_large(job, result)
+        elif isinstance(task, Compose):
+            self.finish_large(job, done.result)
+        elif isinstance(task, ResumableStep):
+            if isinstance(done.result, Outcome):
+                self.finish_large(job, done.result)
+                return
+            job.session = done.result
+            self.ledger.set_upload_state(seq, done.result)  # committed before the next chunk is sent
+            if self.stopping:
+                self.finish_large(job, Outcome(seq, "pending", retries=job.retries, corrupt=job.corrupt))
+            else:
+                self.ready.appendleft(ResumableStep(job))
 
     def settle(self, job: LargeJob) -> None:
         """Once no part of the job is queued or running: compose it, or record why it cannot be."""
         if job.outstanding > 0:
             return
         if job.error is not None:
-            if job.error.state == "source-changed":
-                self.copier.delete_parts(job.work, job.n_parts, [0])
             job.error.retries += job.retries
             job.error.uploaded = sum(p.uploaded for p in job.parts.values())
             self.finish_large(job, job.error)
         elif len(job.parts) == job.n_parts:
-            self.ready.appendleft((("compose", job.work.seq), self.copier.compose_large, (job,)))
+            self.ready.appendleft(Compose(job))
         else:  # stopped: the parts uploaded so far stay for the next run
             self.finish_large(job, Outcome(job.work.seq, "pending", retries=job.retries))
 
     def finish_large(self, job: LargeJob, outcome: Outcome) -> None:
+        """The job's one cleanup hook runs when it ended for good; pending and failed jobs keep their
+        parts or session for the next run."""
         self.jobs.pop(job.work.seq, None)
+        if job.kind == COMPOSITE:
+            outcome.corrupt += job.corrupt
+        ended = outcome.state in ("done", "conflict", "source-changed")
+        abandoned = outcome.state in ("conflict", "source-changed")
+        if job.cleanup is not None and (abandoned or (ended and job.kind == COMPOSITE)):
+            self.ready.append(Cleanup(job))
         self.finish(outcome, job.work)
 
     def finish(self, o: Outcome, w: Work) -> None:
         s = self.summary
         s.retries += o.retries
+        s.corrupt_resent += o.corrupt
         s.bytes += o.uploaded
         s.reused_bytes += o.reused
         self.ledger.add(o)
@@ -360,6 +414,7 @@ def copy_objects(
     abort: threading.Event,
     retry_sleep: Callable[[float], None] | None = None,
     summary: ObjectsSummary | None = None,
+    buckets: dict[str, BucketSettings] | None = None,
 ) -> ObjectsSummary:
     """Copy every pending or failed object item of the plan; the ledger is current when this returns.
 
@@ -372,7 +427,8 @@ def copy_objects(
     copier = Copier(
         gcs, cfg.transfer, plan.plan_id, throttle=throttle, report=report, abort=abort, retry_sleep=retry_sleep
     )
-    d = _Dispatch(conn, cfg, plan, copier, summary, report)
+    summary.upload_paths = {name: b.describe() for name, b in sorted((buckets or {}).items())}
+    d = _Dispatch(conn, cfg, plan, copier, summary, report, buckets or {})
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     exhausted = False
@@ -382,9 +438,9 @@ def copy_objects(
             if stop.is_set() and not d.stopping:
                 d.stopping = True
             while ex.has_room():
-                entry = d.next_ready()
-                if entry is not None:
-                    ex.submit(entry[0], entry[1], *entry[2])
+                task = d.next_ready()
+                if task is not None:
+                    _submit(ex, copier, task)
                     continue
                 if d.stopping or exhausted:
                     break
@@ -392,7 +448,7 @@ def copy_objects(
                 if w is None:
                     exhausted = True
                     break
-                d.start(w, ex)
+                _submit(ex, copier, d.start(w))
             if ex.in_flight == 0 and not d.ready:
                 break
             done = ex.next_done(timeout=0.25)
@@ -414,6 +470,34 @@ def copy_objects(
     summary.planned = _count_objects(conn, plan.plan_id)
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _submit(ex: BoundedExecutor, copier: Copier, task: Task) -> None:
+    """Each task type names the copier method that runs it; the task itself is the tag."""
+    if isinstance(task, CopyOne):
+        ex.submit(task, copier.copy_one, task.work)
+    elif isinstance(task, PrepareLarge):
+        ex.submit(task, copier.prepare_large, task.job)
+    elif isinstance(task, UploadPart):
+        ex.submit(task, copier.upload_part, task.job, task.index)
+    elif isinstance(task, Compose):
+        ex.submit(task, copier.compose_large, task.job)
+    elif isinstance(task, ResumableStep):
+        ex.submit(task, copier.resumable_step, task.job)
+    else:
+        ex.submit(task, task.job.cleanup)
+
+
+def large_file_buckets(conn, plan_id: str, threshold: int) -> list[str]:
+    """Buckets with large items still to copy: the ones whose settings decide an upload path."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT bucket FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending', 'failed')"
+            " AND (size >= ? OR upload_url IS NOT NULL) ORDER BY bucket",
+            (plan_id, max(threshold, 1)),
+        )
+    ]
 
 
 def _count_objects(conn, plan_id: str) -> int:

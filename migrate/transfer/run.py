@@ -198,6 +198,7 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
+    buckets = _bucket_settings(conn, cfg, plan, gcs, summary)
     result = copy_objects(
         conn,
         cfg,
@@ -209,6 +210,7 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
         stop=stop,
         abort=abort,
         summary=summary.objects,
+        buckets=buckets,
     )
     if result.halted:
         summary.warnings.append(result.halted)
@@ -218,6 +220,22 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
         except Exception as exc:  # leftover parts are swept again by the next run
             summary.warnings.append(f"could not sweep composite-upload parts: {describe(exc)}")
     return result
+
+
+def _bucket_settings(conn, cfg: Config, plan: Plan, gcs, summary: RunSummary) -> dict:
+    """Each bucket with large files to copy, read once: its settings pick the upload path (targets.buckets)."""
+    from migrate.retry import call_with_retry
+    from migrate.transfer.objects import large_file_buckets
+
+    out = {}
+    for name in large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold):
+        try:
+            out[name] = call_with_retry(lambda name=name: gcs.bucket_settings(name), cfg.transfer)
+        except Exception as exc:  # the safe path needs no settings: resumable uploads work in any bucket
+            summary.warnings.append(
+                f"could not read the settings of bucket {name} ({describe(exc)}); its large files use resumable uploads"
+            )
+    return out
 
 
 def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop) -> dict | None:

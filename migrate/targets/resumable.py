@@ -67,7 +67,12 @@ def start_session(
         resource["crc32c"] = crc32c
     if storage_class:
         resource["storageClass"] = storage_class
-    params = {"uploadType": "resumable", "ifGenerationMatch": str(if_generation_match), "fields": _OBJECT_FIELDS}
+    params = {
+        "uploadType": "resumable",
+        "name": name,
+        "ifGenerationMatch": str(if_generation_match),
+        "fields": _OBJECT_FIELDS,
+    }
     url = f"{gcs.upload_api}/b/{bucket}/o?{urlencode(params)}"
     headers = {
         "Content-Type": "application/json; charset=UTF-8",

@@ -155,7 +155,8 @@ class Copier(ResumableSteps):
             body: bytes | FileBody = data
         else:
             stat_source(w)
-            crc = None
+            # without an inventory CRC32C, read the file once first: the insert's metadata must carry one
+            crc = None if w.crc32c else crc32c_b64(crc_of_range(w.path, 0, w.size))
             body = FileBody(
                 w.path,
                 0,
@@ -163,7 +164,7 @@ class Copier(ResumableSteps):
                 throttle=self.throttle,
                 on_bytes=self._progress,
                 abort=self.abort,
-                final_check=lambda c: self._final_check(w, c),
+                final_check=lambda c: self._final_check(w, c, w.crc32c or crc),
             )
         try:
             info = self._insert(w, body, crc32c=crc or w.crc32c, tally=tally)
@@ -207,11 +208,12 @@ class Copier(ResumableSteps):
             raise SourceChanged(f"content changed since inventory (CRC32C {w.crc32c} -> {crc})")
         return data, crc
 
-    def _final_check(self, w: Work, crc: int) -> None:
-        """Before the last block of a streamed file is sent: same file, same bytes as the inventory."""
+    def _final_check(self, w: Work, crc: int, expected: str | None) -> None:
+        """Before the last block of a streamed file is sent: same file, same bytes as the inventory
+        (or as the read that computed the CRC32C the request announced)."""
         stat_source(w)
-        if w.crc32c and crc32c_b64(crc) != w.crc32c:
-            raise SourceChanged(f"content changed since inventory (CRC32C {w.crc32c} -> {crc32c_b64(crc)})")
+        if expected and crc32c_b64(crc) != expected:
+            raise SourceChanged(f"content changed since inventory (CRC32C {expected} -> {crc32c_b64(crc)})")
 
     # -- large files: parallel composite upload (STANDARD buckets without retention, holds,
     #    versioning or soft delete: targets.buckets); the others take ResumableSteps
@@ -260,12 +262,22 @@ class Copier(ResumableSteps):
         name = part_prefix(self.plan_id, w.seq) + f"{index:05d}"
         existing = job.existing.get(index)
         match = [0]
+        # the CRC32C goes into the insert's metadata, ahead of the bytes, for GCS to validate them
+        # (https://cloud.google.com/storage/docs/data-validation): read the range once before sending it
+        crc = crc_of_range(w.path, offset, length)
         if existing is not None:
-            crc = crc_of_range(w.path, offset, length)
             if existing.size == length and existing.crc32c == crc32c_b64(crc):
                 return PartResult(index, existing, crc, length, reused=length)
             match[0] = existing.generation
-        body = FileBody(w.path, offset, length, throttle=self.throttle, on_bytes=self._progress, abort=self.abort)
+        body = FileBody(
+            w.path,
+            offset,
+            length,
+            throttle=self.throttle,
+            on_bytes=self._progress,
+            abort=self.abort,
+            final_check=lambda c: _same_bytes(c, crc),
+        )
 
         def attempt() -> ObjectInfo:
             if body.sent:
@@ -277,6 +289,7 @@ class Copier(ResumableSteps):
                     name,
                     body,
                     content_type="application/octet-stream",
+                    crc32c=crc32c_b64(crc),
                     if_generation_match=match[0],
                     # compose wants every source in the destination's class; parts exist only where that is STANDARD
                     storage_class="STANDARD",
@@ -389,6 +402,11 @@ class Copier(ResumableSteps):
             except Exception:
                 continue
         return deleted
+
+
+def _same_bytes(streamed: int, expected: int) -> None:
+    if streamed != expected:
+        raise SourceChanged("content changed while uploading")
 
 
 def part_layout(size: int, cfg: TransferConfig, state: dict | None) -> tuple[int, int]:

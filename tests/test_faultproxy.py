@@ -114,7 +114,9 @@ def test_same_seed_same_decisions(emulators):
 
 
 def test_match_limits_faults_to_selected_requests(emulators, bucket):
-    only_uploads = FaultProxy(emulators.gcs_direct, rate=1.0, faults=("503",), match=lambda method, path: method == "POST")
+    only_uploads = FaultProxy(
+        emulators.gcs_direct, rate=1.0, faults=("503",), match=lambda method, path: method == "POST"
+    )
     with only_uploads as proxy:
         assert _request(proxy, "GET", f"/storage/v1/b/{bucket}")[0] == 200
         assert _request(proxy, "POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name=m", body=b"x")[0] == 503

@@ -255,6 +255,7 @@ class _Dispatch:
             session = w.upload_state if (w.upload_state or {}).get("kind") == RESUMABLE else None
             job = LargeJob(w, RESUMABLE, session=session, resumed=session is not None)
             job.query_first = bool(session and session.get("uri"))
+            job.reused = int((session or {}).get("offset") or 0) if job.query_first else 0  # acknowledged earlier
             job.cleanup = lambda job=job: self.copier.cancel_session(job)
             self.jobs[w.seq] = job
             return ResumableStep(job)

@@ -46,6 +46,7 @@ from migrate.targets.gcs import (
     part_prefix,
 )
 from migrate.transfer.outcome import Outcome, Tally, outcome_of
+from migrate.transfer.ramp import no_ramp
 from migrate.transfer.resumable_steps import ResumableSteps
 from migrate.transfer.sourcecheck import check_stat, crc_of_range, stat_source
 from migrate.transfer.tasks import LargeJob, PartResult, Work
@@ -70,7 +71,9 @@ class Copier(ResumableSteps):
         report: Reporter,
         abort: threading.Event,
         retry_sleep: Callable[[float], None] | None = None,
+        writes: Callable[[str], float] = no_ramp,
     ) -> None:
+        self.writes = writes  # the bucket's write-rate gate (transfer.ramp), called before every object write
         self.gcs = gcs
         self.cfg = cfg
         self.plan_id = plan_id
@@ -112,6 +115,7 @@ class Copier(ResumableSteps):
                 body.sent = 0
             if isinstance(body, bytes):
                 self.throttle(len(body))
+            self.writes(w.bucket)
             try:
                 return self.gcs.insert(
                     w.bucket,
@@ -283,6 +287,7 @@ class Copier(ResumableSteps):
             if body.sent:
                 self._progress(-body.sent)
                 body.sent = 0
+            self.writes(w.bucket)
             try:
                 return self.gcs.insert(
                     w.bucket,
@@ -351,6 +356,7 @@ class Copier(ResumableSteps):
             match = [w.replace_generation or 0]
 
             def attempt() -> ObjectInfo:
+                self.writes(w.bucket)
                 info = self.gcs.compose(
                     w.bucket,
                     w.object,
@@ -398,6 +404,7 @@ class Copier(ResumableSteps):
             return 0
         for name in names:
             try:
+                self.writes(w.bucket)
                 deleted += bool(self._call(lambda name=name: self.gcs.delete(w.bucket, name), tally, name))
             except Exception:
                 continue

@@ -26,6 +26,7 @@ from migrate.targets.gcs import PARTS_PREFIX, Gcs
 from migrate.transfer.copier import Copier, part_layout
 from migrate.transfer.executor import BoundedExecutor, Done
 from migrate.transfer.outcome import Outcome, outcome_of
+from migrate.transfer.ramp import write_limiter
 from migrate.transfer.tasks import (
     Cleanup,
     Compose,
@@ -426,7 +427,14 @@ def copy_objects(
     summary = summary if summary is not None else ObjectsSummary()
     started = time.monotonic()
     copier = Copier(
-        gcs, cfg.transfer, plan.plan_id, throttle=throttle, report=report, abort=abort, retry_sleep=retry_sleep
+        gcs,
+        cfg.transfer,
+        plan.plan_id,
+        throttle=throttle,
+        report=report,
+        abort=abort,
+        retry_sleep=retry_sleep,
+        writes=write_limiter(cfg.transfer.ramp_up, cfg.transfer.ramp_start_writes),
     )
     summary.upload_paths = {name: b.describe() for name, b in sorted((buckets or {}).items())}
     d = _Dispatch(conn, cfg, plan, copier, summary, report, buckets or {})

@@ -147,6 +147,7 @@ class ResumableSteps:
     def _start_session(self, job: LargeJob, match: int, tally: Tally) -> Outcome | dict:
         w = job.work
         stat_source(w)
+        self.writes(w.bucket)
         try:
             uri = self._call(
                 lambda: resumable.start_session(

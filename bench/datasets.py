@@ -141,6 +141,47 @@ def mixed_catalog(
     return _cached(base, "mixed", params, build)
 
 
+def artwork_estate(
+    base: Path,
+    *,
+    art: int,
+    art_min: int,
+    art_max: int,
+    masters: int,
+    master_min: int,
+    master_max: int,
+    depth: int,
+    seed: int,
+) -> Dataset:
+    """S1b: another estate shape: many artwork images of 200 KiB-1 MiB and a few large masters,
+    in deep label/year/artist/release/... trees (`depth` directory levels under each top folder)."""
+    params = dict(
+        art=art, art_min=art_min, art_max=art_max, masters=masters, master_min=master_min,
+        master_max=master_max, depth=depth, seed=seed,
+    )  # fmt: skip
+
+    def folder(rng: random.Random, i: int) -> str:
+        parts = [f"label-{i % 5}", f"{2001 + i % 23}", ARTISTS[(i * 7) % len(ARTISTS)], f"release {i // 12:04d}"]
+        parts += [f"{rng.choice(('disc', 'side', 'edition', 'scan'))}-{k}" for k in range(max(0, depth - 4))]
+        return "/".join(parts)
+
+    def build(tree: Path, manifest: Path) -> dict:
+        rng = random.Random(seed)
+        m = _Manifest(manifest)
+        for i in range(art):
+            ext = ("jpg", "png", "tif")[i % 3]
+            rel = f"artwork/{folder(rng, i)}/cover-{i:05d}.{ext}"
+            size = rng.randint(art_min, art_max)
+            m.add(rel, size, _write_random(tree / rel, size, rng))
+        for i in range(masters):
+            rel = f"masters/{folder(rng, i * 31)}/master-{i:03d}.wav"
+            size = rng.randint(master_min, master_max)
+            m.add(rel, size, _write_random(tree / rel, size, rng))
+        return m.close()
+
+    return _cached(base, "artwork", params, build)
+
+
 def small_files(base: Path, *, count: int, size_min: int, size_max: int, seed: int) -> Dataset:
     """S2: many small files, 100 per directory."""
     params = dict(count=count, size_min=size_min, size_max=size_max, seed=seed)

@@ -21,9 +21,10 @@ PREFIX = "catalog/"
 TOPIC = "bench-plays"
 MiB = 1024 * 1024
 
+E2E = "migrate end to end"  # inventory + plan + run of one round, the compared row of every object scenario
 OBJECT_TOOLS = ["migrate", "rclone", "gcloud", "raw"]
 OBJECT_LABELS = {
-    "migrate": "migrate run",
+    "migrate": E2E,
     "rclone": "rclone copy --transfers 8",
     "gcloud": "gcloud storage rsync -r",
     "raw": "raw floor",
@@ -36,16 +37,26 @@ S5_ROWS = {
     "gcloud": [("S5-noop", OBJECT_LABELS["gcloud"])],
 }
 S6_LABELS = {"migrate": "migrate inventory", "find": "find -printf"}
+OBJECT_SCENARIOS = ("S1", "S1b", "S2", "S3")
+# S7: the same copies through a proxy that adds LATENCY seconds to every response (a WAN round trip)
+LATENCY = 0.030
+LATENCY_TOOLS = ["migrate", "rclone", "rclone64", "gcloud"]
+LATENCY_LABELS = OBJECT_LABELS | {"rclone64": "rclone copy --transfers 64"}
+LATENCY_CASES = {"S7-S1": "S1", "S7-S2": "S7-S2"}  # S7 case -> the dataset it copies
 
 
 def sizes(quick: bool, scale: float = 1.0) -> dict:
     if quick:
         return {
             "S1": dict(audio=6, audio_min=64 * 1024, audio_max=256 * 1024, meta=20, meta_max=2000),
+            "S1b": dict(
+                art=20, art_min=8 * 1024, art_max=64 * 1024, masters=1, master_min=MiB, master_max=2 * MiB, depth=7
+            ),
             "S2": dict(count=60, size_min=1024, size_max=4096),
             "S3": dict(count=2, size=3 * MiB),
             "S4": dict(events=3000, files=3),
             "S6": dict(count=3000),
+            "S7-S2": dict(count=60, size_min=1024, size_max=4096),
         }
 
     def n(x: int) -> int:
@@ -53,10 +64,21 @@ def sizes(quick: bool, scale: float = 1.0) -> dict:
 
     return {
         "S1": dict(audio=n(200), audio_min=1 * MiB, audio_max=5 * MiB, meta=n(2000), meta_max=2000),
+        "S1b": dict(
+            art=n(600),
+            art_min=200 * 1024,
+            art_max=1 * MiB,
+            masters=n(5),
+            master_min=20 * MiB,
+            master_max=60 * MiB,
+            depth=8,
+        ),  # fmt: skip
         "S2": dict(count=n(20_000), size_min=1024, size_max=4096),
         "S3": dict(count=2, size=n(256 * MiB)),
         "S4": dict(events=n(1_000_000), files=10),
         "S6": dict(count=n(1_000_000)),
+        # S2's shape at a quarter of its size: at 30 ms a request the slower peers take minutes per round
+        "S7-S2": dict(count=n(5_000), size_min=1024, size_max=4096),
     }
 
 
@@ -101,7 +123,9 @@ class Scenarios:
         self.x.log(f"{sid}: preparing data {p}")
         make = {
             "S1": datasets.mixed_catalog,
+            "S1b": datasets.artwork_estate,
             "S2": datasets.small_files,
+            "S7-S2": datasets.small_files,
             "S3": datasets.large_files,
             "S4": datasets.event_logs,
             "S6": datasets.inventory_tree,
@@ -110,9 +134,9 @@ class Scenarios:
         self.x.datasets[sid] = ds.info
         return ds
 
-    def _transfer(self) -> dict:
+    def _transfer(self, defaults: bool = False) -> dict:
         t: dict = {}
-        if self.s.migrate_workers:
+        if self.s.migrate_workers and not defaults:
             t["workers"] = self.s.migrate_workers
         if self.s.quick:
             t["large_file_threshold"] = "1MiB"  # so the small quick files still exercise the large-file path
@@ -146,7 +170,7 @@ class Scenarios:
                 self._object_run(sid, ds, tool, rnd, with_s5)
 
     def _object_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int, with_s5: bool) -> None:
-        from migrate.emulators import start_gcs
+        from migrate.local.emulators import start_gcs
 
         label = OBJECT_LABELS[tool]
         wd = self.x.workdir(sid, rnd, tool)
@@ -193,9 +217,10 @@ class Scenarios:
             res.metrics["MiB_per_s"] = round(ds.bytes / MiB / res.wall, 2)
             res.metrics["files_per_s"] = round(ds.files / res.wall, 1)
 
-    def _rclone_copy(self, conf: Path, ds: datasets.Dataset) -> list[str]:
+    def _rclone_copy(self, conf: Path, ds: datasets.Dataset, transfers: int = 8) -> list[str]:
         rclone = peers.ensure_rclone()
-        return [rclone, "--config", str(conf), "copy", "--transfers", "8", str(ds.root), f"emu:{BUCKET}/{PREFIX}"]
+        argv = [rclone, "--config", str(conf), "copy", "--transfers", str(transfers)]
+        return argv + [str(ds.root), f"emu:{BUCKET}/{PREFIX}"]
 
     def _gcloud_argv(self, ds: datasets.Dataset) -> list[str]:
         return [peers.gcloud(), "storage", "rsync", "-r", str(ds.root), f"gs://{BUCKET}/{PREFIX.rstrip('/')}"]
@@ -205,28 +230,48 @@ class Scenarios:
         env = env | peers.gcloud_env(cfg)
         return self.x.step(sid, label, rnd, self._gcloud_argv(ds), env=env, log_dir=wd / "run", check=check)
 
-    def _migrate_prepare(self, sid: str, rnd: int, wd: Path, env: dict, cfg: Path, name: str) -> bool:
+    def _migrate_prepare(self, sid: str, rnd: int, wd: Path, env: dict, cfg: Path, name: str) -> list[Result] | None:
         inv = ["inventory", "-c", str(cfg), "--json"] + (["--hash"] if self.s.migrate_hash else [])
         argv = self.x.migrate(*inv)
         r1 = self.x.step(sid, "migrate inventory", rnd, argv, env=env, log_dir=wd / "inventory", aux=True)
         if not r1.ok:
-            return False
+            return None
         argv = self.x.migrate("plan", "-c", str(cfg), "--name", name, "--json")
         r2 = self.x.step(sid, "migrate plan", rnd, argv, env=env, log_dir=wd / "plan", aux=True)
-        return r2.ok
+        return [r1, r2] if r2.ok else None
 
-    def _migrate_copy(self, sid, ds, rnd, wd, env, check) -> Result:
+    def _migrate_copy(self, sid, ds, rnd, wd, env, check, transfer: dict | None = None) -> Result:
+        """inventory, plan and run as three CLI calls; each is a row, and their sum is the end-to-end row."""
         cfg = write_config(
             wd / "migrate.toml",
             wd,
             catalog={"name": "bench", "root": str(ds.root), "bucket": BUCKET, "prefix": PREFIX},
-            transfer=self._transfer(),
+            transfer=self._transfer() if transfer is None else transfer,
         )
-        name = sid.lower()
-        if not self._migrate_prepare(sid, rnd, wd, env, cfg, name):
-            return self.x.fail(sid, "migrate run", rnd, "migrate inventory/plan failed (see the rows above)")
+        name = "s1" if sid == "S1" else sid.lower().replace("-", "")
+        prep = self._migrate_prepare(sid, rnd, wd, env, cfg, name)
+        if prep is None:
+            self.x.fail(sid, E2E, rnd, "migrate inventory/plan failed (see the rows below)")
+            return self.x.fail(sid, "migrate run", rnd, "migrate inventory/plan failed", aux=True)
         argv = self.x.migrate("run", "-c", str(cfg), str(plan_path(wd, name)), "--json")
-        return self.x.step(sid, "migrate run", rnd, argv, env=env, log_dir=wd / "run", check=check)
+        run = self.x.step(sid, "migrate run", rnd, argv, env=env, log_dir=wd / "run", check=check, aux=True)
+        steps = [*prep, run]
+        e2e = Result(
+            sid,
+            E2E,
+            rnd,
+            ok=run.ok,
+            error=run.error,
+            wall=round(sum(r.wall or 0 for r in steps), 4),
+            cpu=round(sum(r.cpu or 0 for r in steps), 4),
+            peak_rss=max(r.peak_rss or 0 for r in steps),
+            check=run.check,
+            log_dir=str(wd),
+            metrics={"run_wall": run.wall, "inventory_wall": prep[0].wall, "plan_wall": prep[1].wall},
+        )
+        if run.ok:
+            self._add_rates(run, ds)
+        return self.x.record(e2e)
 
     def _s5_followups(self, tool: str, ds: datasets.Dataset, rnd: int, wd: Path, endpoint: str, env: dict) -> None:
         """On the destination a tool just filled: verify (migrate vs rclone check) and no-op re-runs."""
@@ -250,6 +295,53 @@ class Scenarios:
             argv = self._gcloud_argv(ds)
             self.x.step("S5-noop", OBJECT_LABELS[tool], rnd, argv, env=env, log_dir=wd / "noop", check=same)
 
+    # --- S7 ------------------------------------------------------------------------------------
+
+    def latency_scenario(self) -> None:
+        """S1 and a quarter of S2 through the latency proxy: migrate at its defaults against rclone
+        (8 and 64 transfers) and gcloud storage, each on a fresh emulator behind a fresh proxy."""
+        for case, data_sid in LATENCY_CASES.items():
+            ds = self.dataset(data_sid)
+            self.x.datasets[case] = ds.info
+            self._warm_up(ds)
+            for rnd in range(1, self.s.rounds["S7"] + 1):
+                for tool in LATENCY_TOOLS:
+                    self._latency_run(case, ds, tool, rnd)
+
+    def _latency_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int) -> None:
+        from bench.latency import LatencyProxy
+        from migrate.local.emulators import start_gcs
+
+        label = LATENCY_LABELS[tool]
+        wd = self.x.workdir(sid, rnd, tool)
+        gcs_root = self.x.emulator_root(sid, rnd, tool)
+        try:
+            gcs = start_gcs(gcs_root, log_path=wd / "fake-gcs-server.log")
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"could not start fake-gcs-server: {exc}")
+            return
+        try:
+            create_bucket(gcs.url, BUCKET)
+            check = _bucket_check(gcs.url, ds)  # checked on the emulator itself, not through the proxy
+            with LatencyProxy(gcs.url, LATENCY, log_path=wd / "proxy.log") as proxy:
+                env = self.x.base_env(STORAGE_EMULATOR_HOST=proxy.url)
+                if tool == "migrate":
+                    # at its defaults: only quick mode's tiny large-file threshold, as in S1-S3
+                    res = self._migrate_copy(sid, ds, rnd, wd, env, check, transfer=self._transfer(defaults=True))
+                elif tool in ("rclone", "rclone64"):
+                    conf = peers.rclone_config(wd / "rclone.conf", proxy.url)
+                    argv = self._rclone_copy(conf, ds, transfers=64 if tool == "rclone64" else 8)
+                    res = self.x.step(sid, label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+                else:
+                    res = self._gcloud_run(sid, label, rnd, ds, wd, proxy.url, env, check)
+            if res.ok:
+                self._add_rates(res, ds)
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"harness error: {type(exc).__name__}: {exc}")
+        finally:
+            gcs.stop()
+            self.x.cleanup(gcs_root, force=True)
+
     # --- S4 ------------------------------------------------------------------------------------
 
     def events_scenario(self) -> None:
@@ -259,7 +351,7 @@ class Scenarios:
                 self._events_run(ds, tool, rnd)
 
     def _events_run(self, ds: datasets.Dataset, tool: str, rnd: int) -> None:
-        from migrate.emulators import start_pubsub
+        from migrate.local.emulators import start_pubsub
         from migrate.names import verification_subscription
 
         sid, label = "S4", EVENT_LABELS[tool]

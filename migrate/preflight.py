@@ -31,7 +31,7 @@ from migrate import clients
 from migrate.config import Config
 from migrate.errors import TargetError
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan, plan_paths
+from migrate.plan import Plan, plan_paths
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import call_with_retry, describe
 
@@ -168,11 +168,9 @@ def preflight(
 
 
 def preflight_plan(cfg: Config, plan: Plan, *, report: Reporter = null_reporter) -> PreflightReport:
-    """preflight() over the plan's targets: plan.doc["targets"] = {"buckets": [...], "topics": [...]}."""
-    targets = plan.doc.get("targets") or {}
-    return preflight(
-        cfg, targets.get("buckets") or [], targets.get("topics") or [], plan_name=plan.doc.get("name"), report=report
-    )
+    """preflight() over the plan's targets (its buckets and topics)."""
+    targets = plan.targets
+    return preflight(cfg, targets["buckets"], targets["topics"], plan_name=plan.name, report=report)
 
 
 # --- buckets ------------------------------------------------------------------------------------

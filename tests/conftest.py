@@ -19,7 +19,7 @@ import pytest
 from wirecheck import WireLog, WireProxy
 
 from migrate import clients, names
-from migrate.emulators import Emulators, local_emulators
+from migrate.local.emulators import Emulators, local_emulators
 
 PROJECT = "test-project"
 
@@ -58,7 +58,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WiredEmulato
 
     Attributes: .gcs (url, through the wire-contract proxy), .gcs_direct, .gcs_root (filesystem backend
     root), .pubsub (host:port), .project, .wire (the WireLog), and .gcs_server / .pubsub_server
-    (GcsEmulator / PubSubEmulator, for kill/restart/freeze/thaw).
+    (GcsEmulator / PubSubEmulator, for kill/restart; procgroup.py freezes and thaws).
     """
     with local_emulators(tmp_path_factory.mktemp("emulators"), project=PROJECT) as emus, WireProxy(emus.gcs) as proxy:
         wired = WiredEmulators(emus.gcs_server, emus.pubsub_server, emus.project, wire_url=proxy.url, wire=proxy.log)
@@ -205,8 +205,8 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def estate(tmp_path: Path):
-    """A small generated data center (migrate.datagen) with ground truth; bucket/topic names unique per test."""
-    from migrate import datagen
+    """A small generated data center (migrate.local.datagen) with ground truth; bucket/topic names unique per test."""
+    from migrate.local import datagen
 
     tag = unique_name("t")
     return datagen.generate(tmp_path / "dc", scale=0.05, project=PROJECT, bucket_prefix=tag, topic_prefix=tag)

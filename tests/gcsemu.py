@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from migrate.emulators import free_port
+from migrate.local.emulators import free_port
 
 HOST = "127.0.0.1"
 

@@ -33,7 +33,7 @@ from migrate.planning.planner import make_plan
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.targets.gcs import Gcs
 from migrate.transfer.run import run_plan
-from migrate.verify import verify_plan
+from migrate.verification.verify import verify_plan
 
 MIB = 1024 * 1024
 
@@ -84,7 +84,7 @@ def _session_state(state_dir: Path) -> dict | None:
         return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
-        row = conn.execute("SELECT upload_url FROM items WHERE kind='object' AND upload_url IS NOT NULL").fetchone()
+        row = conn.execute("SELECT upload_state FROM items WHERE kind='object' AND upload_state IS NOT NULL").fetchone()
     except sqlite3.OperationalError:
         return None
     finally:

@@ -17,12 +17,13 @@ import pytest
 from migrate import clients, ledger, names
 from migrate.config import PubSubConfig, TransferConfig, load_config
 from migrate.hashing import IdDigest
-from migrate.planning.planfile import register_items, write_plan
+from migrate.ledger.items import register_items
+from migrate.plan import EventItem, write_plan
 from migrate.progress import Event
+from migrate.quarantine import iter_quarantine
+from migrate.ratelimit import TokenBucket
 from migrate.sources.eventlog import scan_file
 from migrate.targets.pubsub import EventPublisher, OrderingKeyPaused, topic_path
-from migrate.transfer.bandwidth import TokenBucket
-from migrate.transfer.quarantine import iter_quarantine
 from migrate.transfer.replay import replay_events
 
 PROJECT = "test-project"
@@ -60,21 +61,20 @@ def setup_plan(tmp_path: Path, write_config, listeners: list[dict], pubsub: dict
             st = os.stat(path)
             scan = scan_file(path, src)
             items.append(
-                {
-                    "seq": len(items),
-                    "kind": "events",
-                    "batch": 0,
-                    "source": src.name,
-                    "relpath": path,
-                    "path": path,
-                    "topic": src.topic,
-                    "size": st.st_size,
-                    "mtime_ns": st.st_mtime_ns,
-                    "inode": st.st_ino,
-                    "events": scan.events,
-                    "id_digest": scan.digest.hex,
-                    "format": src.format,
-                }
+                EventItem(
+                    seq=len(items),
+                    batch=0,
+                    source=src.name,
+                    relpath=path,
+                    path=path,
+                    topic=src.topic,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    inode=st.st_ino,
+                    events=scan.events,
+                    id_digest=scan.digest.hex,
+                    format=src.format,
+                )
             )
     header = {"snapshot_id": 1, "config_digest": cfg.digest(), "targets": {}}
     plan = write_plan(cfg.project.plans_dir, name, header, items)
@@ -96,9 +96,7 @@ def run_replay(cfg, conn, plan, *, stop=None, report=None):
         if report:
             report(e)
 
-    summary = replay_events(
-        conn, cfg, plan, event_items(conn, plan), run_id=1, report=rep, stop=stop or threading.Event()
-    )
+    summary = replay_events(conn, cfg, plan, event_items(conn, plan), report=rep, stop=stop or threading.Event())
     return summary, events
 
 
@@ -409,7 +407,7 @@ def test_failed_ordering_key_is_paused_until_resumed(emulators) -> None:
 
 
 def test_unavailable_endpoint_is_retried_and_counted(monkeypatch) -> None:
-    from migrate.emulators import free_port
+    from migrate.local.emulators import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
     sleeps: list[float] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from migrate.names import dead_letter_topic, display_name, verification_subscription
-from migrate.planning.diff import SKIP_REASONS
+from migrate.plan import SKIP_REASONS
 from migrate.planning.estimate import format_money, format_seconds
 from migrate.units import format_bytes
 

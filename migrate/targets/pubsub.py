@@ -40,8 +40,8 @@ import grpc
 from google.api_core import exceptions as gexc
 
 from migrate.config import PubSubConfig, TransferConfig
+from migrate.ratelimit import TokenBucket
 from migrate.retry import retrying
-from migrate.transfer.bandwidth import TokenBucket
 
 DEFAULT_LANES = 6
 DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024
@@ -416,22 +416,11 @@ def topic_path(project: str, topic: str) -> str:
     return f"projects/{project}/topics/{topic}"
 
 
-def message_attributes(
-    event_id: str, event_time: str | None, source: str, plan_id: str, listener: str
-) -> dict[str, str]:
-    """The attributes every replayed event carries (see docs/ARCHITECTURE.md)."""
-    attrs = {"event_id": event_id, "source": source, "plan_id": plan_id, "listener": listener}
-    if event_time:
-        attrs["event_time"] = event_time
-    return attrs
-
-
 __all__: Sequence[str] = (
     "EventPublisher",
     "OrderingKeyPaused",
     "encode_attributes",
     "encode_message",
     "PublisherStats",
-    "message_attributes",
     "topic_path",
 )

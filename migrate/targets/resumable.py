@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from google.api_core import exceptions as gexc
 
 from migrate.hashing import crc32c_b64
-from migrate.targets.gcs import _OBJECT_FIELDS, FileBody, Gcs, ObjectInfo
+from migrate.targets.gcs import _OBJECT_FIELDS, Gcs, ObjectInfo, StreamedBody
 
 CHUNK_ALIGN = 256 * 1024  # non-final chunks are multiples of this
 _RANGE = re.compile(r"bytes=0-(\d+)")
@@ -103,9 +103,11 @@ def query(gcs: Gcs, uri: str, size: int) -> Persisted | ObjectInfo:
     return _answer(gcs, "PUT", uri, response)
 
 
-def put_chunk(gcs: Gcs, uri: str, body: FileBody, *, size: int, final_crc: int | None) -> Persisted | ObjectInfo:
-    """Send [body.offset, body.offset + body.length); the final chunk carries the object's CRC32C."""
-    first, last = body.offset, body.offset + body.length - 1
+def put_chunk(
+    gcs: Gcs, uri: str, body: StreamedBody, *, first: int, size: int, final_crc: int | None
+) -> Persisted | ObjectInfo:
+    """Send the object's bytes [first, first + len(body)); the final chunk carries the object's CRC32C."""
+    last = first + len(body) - 1
     headers = {"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(len(body))}
     if final_crc is not None:
         headers["x-goog-hash"] = f"crc32c={crc32c_b64(final_crc)}"

@@ -3,7 +3,7 @@
 Before anything is sent, the source is checked against the inventory: size, mtime and inode
 from fstat, then the CRC32C of the bytes actually read. A mismatch raises SourceChanged and
 nothing is created: small files are read and checked before the request; streamed ones
-withhold their last block until the check passed (targets.gcs.FileBody).
+withhold their last block until the check passed (sources.filebody.FileBody).
 
 Large files (size >= transfer.large_file_threshold) take one of two paths, chosen per bucket
 from its settings (targets.buckets):
@@ -30,18 +30,16 @@ import google_crc32c
 from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
-from migrate.hashing import crc32c_b64
+from migrate.hashing import crc32c_b64, crc32c_concat
 from migrate.progress import Event, Reporter
 from migrate.retry import describe, retrying
+from migrate.sources.filebody import FileBody, SourceChanged
 from migrate.targets.gcs import (
     MAX_COMPOSE,
-    FileBody,
     Gcs,
     ObjectInfo,
-    SourceChanged,
     TransportCorruption,
     content_type,
-    crc32c_concat,
     object_metadata,
     part_prefix,
 )

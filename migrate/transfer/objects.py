@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from migrate.config import Config
-from migrate.ledger import now, transaction
-from migrate.planning.planfile import Plan
+from migrate.ledger import items, now, transaction
+from migrate.ledger.states import OPEN, ItemKind, ItemState
+from migrate.plan import ObjectItem, Plan
 from migrate.progress import Event, Reporter
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.targets.gcs import PARTS_PREFIX, Gcs
@@ -43,7 +44,6 @@ PAGE = 1000  # items read from the manifest and the ledger at a time
 FLUSH_EVERY = 500  # ledger rows per batched write
 FLUSH_SECONDS = 1.0
 FAILURES_KEPT = 100  # failed items listed in the summary (all of them stay in the ledger)
-RETRYABLE_STATES = ("pending", "failed")
 
 
 @dataclass
@@ -103,10 +103,8 @@ class ObjectsSummary:
 
 def iter_work(conn, cfg: Config, plan: Plan, counts: Counter) -> Iterator[Work]:
     """Object items still to do, in plan order, a page at a time; counts[state] gets the others."""
-    page: list[dict] = []
-    for item in plan.iter_items():
-        if item.get("kind") != "object":
-            continue
+    page: list[ObjectItem] = []
+    for item in plan.object_items():
         page.append(item)
         if len(page) >= PAGE:
             yield from _page(conn, cfg, plan.plan_id, page, counts)
@@ -115,34 +113,34 @@ def iter_work(conn, cfg: Config, plan: Plan, counts: Counter) -> Iterator[Work]:
         yield from _page(conn, cfg, plan.plan_id, page, counts)
 
 
-def _page(conn, cfg: Config, plan_id: str, page: list[dict], counts: Counter) -> Iterator[Work]:
+def _page(conn, cfg: Config, plan_id: str, page: list[ObjectItem], counts: Counter) -> Iterator[Work]:
     rows = {
         r[0]: (r[1], r[2])
         for r in conn.execute(
-            "SELECT seq, state, upload_url FROM items WHERE plan_id=? AND seq BETWEEN ? AND ?",
-            (plan_id, page[0]["seq"], page[-1]["seq"]),
+            "SELECT seq, state, upload_state FROM items WHERE plan_id=? AND seq BETWEEN ? AND ?",
+            (plan_id, page[0].seq, page[-1].seq),
         )
     }
     for it in page:
-        state, upload_url = rows.get(it["seq"], ("pending", None))
-        if state not in RETRYABLE_STATES:
+        state, upload_state = rows.get(it.seq, (ItemState.PENDING, None))
+        if state not in OPEN:
             counts[state] += 1
             continue
-        path = it.get("path") or str(cfg.catalog_source(it["source"]).root / it["relpath"])
+        path = it.path or str(cfg.catalog_source(it.source).root / it.relpath)
         yield Work(
-            seq=it["seq"],
-            source=it["source"],
-            relpath=it["relpath"],
+            seq=it.seq,
+            source=it.source,
+            relpath=it.relpath,
             path=path,
-            bucket=it["bucket"],
-            object=it["object"],
-            size=int(it["size"]),
-            mtime_ns=it.get("mtime_ns"),
-            inode=it.get("inode"),
-            crc32c=it.get("crc32c"),
-            storage_class=it.get("storage_class"),
-            replace_generation=it.get("replace_generation") if it.get("overwrite") else None,
-            upload_state=_parse_state(upload_url),
+            bucket=it.bucket,
+            object=it.object,
+            size=it.size,
+            mtime_ns=it.mtime_ns,
+            inode=it.inode,
+            crc32c=it.crc32c,
+            storage_class=it.storage_class,
+            replace_generation=it.replace_generation if it.overwrite else None,
+            upload_state=_parse_state(upload_state),
         )
 
 
@@ -162,7 +160,7 @@ def _parse_state(text: str | None) -> dict | None:
 class LedgerBatch:
     _FINAL = (
         "UPDATE items SET state=?, generation=COALESCE(?, generation), crc32c=COALESCE(crc32c, ?), last_error=?,"
-        " attempts=attempts+1, retries=retries+?, upload_url=CASE WHEN ? THEN NULL ELSE upload_url END,"
+        " attempts=attempts+1, retries=retries+?, upload_state=CASE WHEN ? THEN NULL ELSE upload_state END,"
         " updated_at=? WHERE plan_id=? AND seq=?"
     )
     _RETRIES = "UPDATE items SET retries=retries+?, updated_at=? WHERE plan_id=? AND seq=?"
@@ -203,7 +201,7 @@ class LedgerBatch:
         """Written at once: a large upload's resume state (composite layout, or resumable session URI and
         acknowledged offset) must be in the ledger before the bytes it describes are sent."""
         self.conn.execute(
-            "UPDATE items SET upload_url=?, updated_at=? WHERE plan_id=? AND seq=?",
+            "UPDATE items SET upload_state=?, updated_at=? WHERE plan_id=? AND seq=?",
             (json.dumps(state, sort_keys=True), now(), self.plan_id, seq),
         )
 
@@ -474,9 +472,9 @@ def copy_objects(
     d.ledger.flush()
     summary.already_done = counts.get("done", 0)
     summary.previously_skipped = counts.get("source-changed", 0) + counts.get("conflict", 0)
-    summary.pending = _count_pending(conn, plan.plan_id) - summary.failed
+    summary.pending = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN) - summary.failed
     summary.halted = d.halted
-    summary.planned = _count_objects(conn, plan.plan_id)
+    summary.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)
     summary.elapsed = time.monotonic() - started
     return summary
 
@@ -503,20 +501,10 @@ def large_file_buckets(conn, plan_id: str, threshold: int) -> list[str]:
         r[0]
         for r in conn.execute(
             "SELECT DISTINCT bucket FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending', 'failed')"
-            " AND (size >= ? OR upload_url IS NOT NULL) ORDER BY bucket",
+            " AND (size >= ? OR upload_state IS NOT NULL) ORDER BY bucket",
             (plan_id, max(threshold, 1)),
         )
     ]
-
-
-def _count_objects(conn, plan_id: str) -> int:
-    return conn.execute("SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object'", (plan_id,)).fetchone()[0]
-
-
-def _count_pending(conn, plan_id: str) -> int:
-    return conn.execute(
-        "SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending', 'failed')", (plan_id,)
-    ).fetchone()[0]
 
 
 def sweep_parts(conn, gcs: Gcs, plan_id: str, threshold: int) -> int:
@@ -525,7 +513,7 @@ def sweep_parts(conn, gcs: Gcs, plan_id: str, threshold: int) -> int:
         r[0]
         for r in conn.execute(
             "SELECT DISTINCT bucket FROM items WHERE plan_id=? AND kind='object'"
-            " AND (size >= ? OR upload_url IS NOT NULL)",
+            " AND (size >= ? OR upload_state IS NOT NULL)",
             (plan_id, threshold),
         )
     ]
@@ -540,6 +528,6 @@ def sweep_parts(conn, gcs: Gcs, plan_id: str, threshold: int) -> int:
             if seq not in states:
                 row = conn.execute("SELECT state FROM items WHERE plan_id=? AND seq=?", (plan_id, seq)).fetchone()
                 states[seq] = row[0] if row else "gone"
-            if states[seq] not in RETRYABLE_STATES and gcs.delete(bucket, info.name):
+            if states[seq] not in OPEN and gcs.delete(bucket, info.name):
                 deleted += 1
     return deleted

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from migrate.ledger.states import ItemState
 from migrate.retry import describe, is_retryable
-from migrate.targets.gcs import Aborted, SourceChanged, SourceReadError, TransportCorruption
+from migrate.sources.filebody import Aborted, SourceChanged, SourceReadError
+from migrate.targets.gcs import TransportCorruption
 
-DONE, FAILED, SOURCE_CHANGED, CONFLICT, PENDING = "done", "failed", "source-changed", "conflict", "pending"
+DONE, FAILED, PENDING = ItemState.DONE, ItemState.FAILED, ItemState.PENDING
+SOURCE_CHANGED, CONFLICT = ItemState.SOURCE_CHANGED, ItemState.CONFLICT
 
 
 @dataclass(slots=True)

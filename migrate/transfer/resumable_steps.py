@@ -12,10 +12,11 @@ from __future__ import annotations
 from google.api_core import exceptions as gexc
 
 from migrate.hashing import crc32c_b64
+from migrate.hashing import crc32c_combine as combine
+from migrate.sources.filebody import FileBody, SourceChanged
 from migrate.targets import resumable
 from migrate.targets.buckets import RESUMABLE
-from migrate.targets.gcs import FileBody, ObjectInfo, SourceChanged, TransportCorruption, content_type, object_metadata
-from migrate.targets.gcs import crc32c_combine as combine
+from migrate.targets.gcs import ObjectInfo, TransportCorruption, content_type, object_metadata
 from migrate.transfer.outcome import Outcome, Tally
 from migrate.transfer.sourcecheck import crc_of_range, stat_source
 from migrate.transfer.tasks import LargeJob
@@ -121,7 +122,7 @@ class ResumableSteps:
             )
             sent["body"] = body
             try:
-                return resumable.put_chunk(self.gcs, uri, body, size=size, final_crc=final_crc)
+                return resumable.put_chunk(self.gcs, uri, body, first=offset, size=size, final_crc=final_crc)
             except resumable.SessionGone:
                 raise _Restart(match, corrupt=False) from None
             except TransportCorruption:

@@ -7,7 +7,7 @@ import stat
 
 import google_crc32c
 
-from migrate.targets.gcs import SourceChanged
+from migrate.sources.filebody import SourceChanged
 from migrate.transfer.tasks import Work
 
 

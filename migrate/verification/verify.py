@@ -17,8 +17,10 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import VerificationFailed
 from migrate.ledger import connect
-from migrate.planning.planfile import Plan, load_plan, register_items
+from migrate.ledger.items import register_items
+from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
+from migrate.quarantine import reasons_by_file
 from migrate.retry import describe
 from migrate.verification import deep as deep_check
 from migrate.verification import events, objects
@@ -185,7 +187,7 @@ def _verify_events(
         return
     before = events.previously_seen(conn, plan.plan_id)
     rep.drains = events.drain_all(conn, cfg, plan, settings, report, subscriber_factory)
-    quarantine = events.load_quarantine(events.quarantine_path(cfg.project.state_dir, plan.plan_id))
+    quarantine = reasons_by_file(cfg.project.state_dir, plan.plan_id)
     expected = events.load_expected(conn, cfg, plan, quarantine, lines, show=show, report=report)
     report(Event("phase", name="comparing events"))
     rep.events = events.compare(conn, plan.plan_id, expected, lines, show=show, before=before)

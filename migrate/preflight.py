@@ -34,6 +34,7 @@ from migrate.names import verification_subscription
 from migrate.plan import Plan, plan_paths
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import call_with_retry, describe
+from migrate.targets.buckets import BucketSettings
 
 T = TypeVar("T")
 
@@ -53,6 +54,7 @@ class Finding:
     message: str
     fix: str | None = None
     method: str | None = None  # how writability was shown: iam | probe | emulator (no IAM)
+    large_files: str | None = None  # buckets: the upload path its settings allow (targets.buckets)
 
     def one_line(self) -> str:
         return self.message + (f"; fix: {self.fix}" if self.fix else "")
@@ -190,7 +192,16 @@ def _check_bucket(client, name: str, call, timeout: float, create_fix: str) -> F
         )
     except Exception as exc:
         return _unreachable("bucket", name, "GCS", exc)
+    finding = _check_writable(bucket, call, timeout)
+    if finding.status == "ok":  # the same settings the run reads: which way large files will travel
+        finding = dataclasses.replace(finding, large_files=BucketSettings.from_json(bucket._properties).describe())
+    return finding
 
+
+def _check_writable(bucket, call, timeout: float) -> Finding:
+    from google.api_core import exceptions as gexc
+
+    name = bucket.name
     try:
         granted = call(lambda: bucket.test_iam_permissions([BUCKET_WRITE], timeout=timeout, retry=None))
     except (gexc.NotFound, gexc.MethodNotImplemented, gexc.BadRequest):

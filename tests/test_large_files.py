@@ -30,6 +30,7 @@ from migrate.config import load_config
 from migrate.inventory import run_inventory
 from migrate.ledger import connect, ledger_path
 from migrate.planning.planner import make_plan
+from migrate.preflight import preflight
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.targets.gcs import Gcs
 from migrate.transfer.run import run_plan
@@ -272,3 +273,18 @@ def test_versioned_bucket_gets_no_parts(tmp_path, write_config, on_resumable_gcs
     assert log.composes() == [] and len(log.resumable_starts()) == 1
     assert not [r for r in log.snapshot() if r.method == "DELETE"]
     assert verify_plan(cfg, plan).ok
+
+
+def test_preflight_says_which_path_each_bucket_gets(
+    tmp_path, write_config, bucket, emulators, on_resumable_gcs, monkeypatch
+):
+    _proxy, client = on_resumable_gcs
+    soft = _new_bucket(client, f"pre-{random.randrange(1 << 30)}")
+    tree = write_tree(tmp_path / "tree", {"a": b"a"})
+    cfg = load_config(write_config(catalog=[{"name": "c", "root": str(tree), "bucket": soft}]))
+    found = {f.name: f for f in preflight(cfg, [soft], []).findings}
+    assert found[soft].status == "ok"
+    assert found[soft].large_files.startswith("resumable uploads for large files (soft delete on")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulators.gcs)  # fake-gcs-server: versioning and soft delete off
+    plain = preflight(cfg, [bucket], []).findings[0]
+    assert plain.status == "ok" and plain.large_files.startswith("parallel composite uploads for large STANDARD files")

@@ -62,6 +62,9 @@ def show(result) -> None:
             for f in result.findings
         ],
     )
+    for f in result.findings:
+        if f.large_files:
+            render.info(f"gs://{f.name}: {f.large_files}")
     if result.ok:
         n = sum(1 for f in result.findings if f.kind in ("bucket", "topic"))
         render.info(f"all {n} target(s) exist and are writable")

@@ -54,6 +54,12 @@ class Request:
     def done(self, status: int) -> None:
         self.status = status
 
+    @property
+    def complete(self) -> bool:
+        """The whole body arrived (a client killed mid-request sent a part the server never acts on)."""
+        length = self.headers.get("content-length")
+        return length is None or self.sent >= int(length)
+
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[0] if values else None
@@ -128,7 +134,7 @@ class WireLog:
                 gen = r.param("ifGenerationMatch")
                 if gen is None or not gen.isdigit():
                     out.append(f"{where}: no ifGenerationMatch (got {gen!r})")
-                if kind == "multipart" and not meta.get("crc32c"):
+                if kind == "multipart" and r.complete and not meta.get("crc32c"):
                     out.append(f"{where}: no crc32c in the object metadata")
                 if kind == "media":
                     out.append(f"{where}: a media upload cannot carry a CRC32C for the server to check")

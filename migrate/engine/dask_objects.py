@@ -28,8 +28,9 @@ from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
 from migrate.targets.buckets import RESUMABLE, BucketSettings
-from migrate.transfer.copier import part_layout
-from migrate.transfer.objects import ObjectsSummary, _Dispatch, iter_work
+from migrate.transfer.composite_steps import part_layout
+from migrate.transfer.dispatch import Dispatch
+from migrate.transfer.objects import ObjectsSummary, iter_work
 from migrate.transfer.outcome import Outcome
 from migrate.transfer.tasks import Work
 
@@ -80,7 +81,7 @@ def copy_objects_dask(
 
     started = time.monotonic()
     summary.upload_paths = {name: b.describe() for name, b in sorted((buckets or {}).items())}
-    d = _Dispatch(conn, cfg, plan, None, summary, report, buckets or {})
+    d = Dispatch(conn, cfg, plan, None, summary, report, buckets or {})
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     slots = engine.slots
@@ -142,7 +143,7 @@ def copy_objects_dask(
     return summary
 
 
-def _handle(got: tuple, d: _Dispatch, engine: DaskEngine, in_flight: dict, run_id: int, report: Reporter) -> None:
+def _handle(got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id: int, report: Reporter) -> None:
     kind, payload = got
     if kind == "msg":
         handle_progress(payload, engine, run_id, report)

@@ -24,7 +24,8 @@ from migrate.config import Config
 from migrate.engine.leases import held
 from migrate.progress import Event
 from migrate.targets.buckets import COMPOSITE, RESUMABLE
-from migrate.transfer.copier import Copier, part_layout
+from migrate.transfer.composite_steps import part_layout
+from migrate.transfer.copier import Copier
 from migrate.transfer.outcome import Outcome, outcome_of
 from migrate.transfer.tasks import LargeJob, Work
 

@@ -109,6 +109,8 @@ def test_every_object_write_passes_the_ramp(tmp_path, write_config, bucket, monk
     ours = [r for r in wire.snapshot() if r.headers.get("user-agent", "").startswith("migrate/")]  # not the probe
     writes = [r for r in ours if r.method in ("POST", "DELETE") and "/o" in r.path]
     assert len(gates) >= len(writes) > 12 and set(gates) == {bucket}
+    composes = wire.composes()  # fake-gcs-server's buckets allow composite uploads: compose deletes the parts
+    assert len(composes) == 1 and composes[0].json_body()["deleteSourceObjects"] is True
 
 
 def test_damaged_upload_stored_by_a_lenient_server_is_replaced_without_a_delete(

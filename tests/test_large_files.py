@@ -288,3 +288,25 @@ def test_preflight_says_which_path_each_bucket_gets(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulators.gcs)  # fake-gcs-server: versioning and soft delete off
     plain = preflight(cfg, [bucket], []).findings[0]
     assert plain.status == "ok" and plain.large_files.startswith("parallel composite uploads for large STANDARD files")
+
+
+def test_a_file_changed_mid_upload_cancels_its_session(tmp_path, write_config, bucket, emulators, wire, gcs_client):
+    """The job's cleanup hook: a resumable upload that ends without our object abandons its session."""
+    tree = write_tree(tmp_path / "tree", {"big.bin": random.Random(6).randbytes(3 * MIB)})
+    config = write_config(
+        catalog=[{"name": "cat", "root": str(tree), "bucket": bucket, "prefix": "c/", "storage_class": "NEARLINE"}],
+        transfer={"large_file_threshold": "1MiB", "chunk_size": "1MiB"},
+    )
+    cfg, plan = _plan(config)
+    path = tree / "big.bin"
+    st = path.stat()
+    with open(path, "r+b") as fh:  # same size, inode and mtime: only the bytes (and so the CRC32C) differ
+        fh.seek(2 * MIB + 5)
+        fh.write(b"\x00changed\x00")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    summary = run_plan(cfg, plan)
+    assert summary.objects.source_changed == 1
+    assert len(wire.resumable_starts()) == 1
+    cancels = [r for r in wire.snapshot() if r.method == "DELETE" and r.path.startswith("/upload/")]
+    assert len(cancels) == 1 and cancels[0].param("upload_id")
+    assert Gcs(gcs_client).get(bucket, "c/big.bin") is None

@@ -20,6 +20,11 @@ resumable upload. The rules, as gcloud applies them and as the docs explain why:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+if TYPE_CHECKING:
+    from migrate.targets.gcs import Gcs
 
 COMPOSITE = "composite"
 RESUMABLE = "resumable"
@@ -84,3 +89,10 @@ class BucketSettings:
             "default_event_based_hold": self.default_event_based_hold,
             "large_files": self.describe(),
         }
+
+
+def read_settings(gcs: Gcs, bucket: str) -> BucketSettings:
+    """One GET of the bucket (storage.buckets.get, which preflight needs anyway): the fields that decide."""
+    fields = "name,storageClass,versioning,softDeletePolicy,retentionPolicy,defaultEventBasedHold"
+    _, doc = gcs._call("GET", f"{gcs.api}/b/{quote(bucket, safe='')}?{urlencode({'fields': fields})}")
+    return BucketSettings.from_json({"name": bucket, **(doc or {})})

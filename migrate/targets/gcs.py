@@ -40,7 +40,6 @@ from migrate.config import TransferConfig
 from migrate.errors import TargetError
 from migrate.hashing import crc32c_b64
 from migrate.retry import describe, retrying
-from migrate.targets.buckets import BucketSettings
 
 PARTS_PREFIX = ".migrate-parts/"
 MTIME_KEY = "goog-reserved-file-mtime"  # seconds since the epoch, as gsutil and rclone write it
@@ -73,12 +72,10 @@ class StreamedBody(Protocol):
 
 
 class TransportCorruption(ConnectionError):
-    """The bytes GCS received are not the bytes we sent: it refused them (400, CRC32C mismatch) or,
-    where a server does not validate, stored them (`generation` then names that object).
+    """GCS got other bytes than we sent: it refused them (400) or, not validating, stored them as `generation`.
 
-    A ConnectionError, so the shared classifier retries it like any other damaged transfer; the retry
-    replaces a stored damaged generation with a precondition on it (ifGenerationMatch=generation), which
-    needs no delete permission (https://cloud.google.com/storage/docs/request-preconditions).
+    A ConnectionError, so the classifier retries it; the retry replaces a stored damaged generation under
+    ifGenerationMatch=generation, no delete needed (https://cloud.google.com/storage/docs/request-preconditions).
     """
 
     def __init__(self, message: str, generation: int | None = None) -> None:
@@ -105,6 +102,18 @@ def content_type(name: str) -> str:
 
 def object_metadata(mtime_ns: int, plan_id: str) -> dict[str, str]:
     return {MTIME_KEY: str(mtime_ns // 1_000_000_000), PLAN_KEY: plan_id}
+
+
+def object_resource(name: str, content_type: str, metadata: dict | None, crc32c: str | None, cls: str | None) -> dict:
+    """The object metadata an upload starts with; GCS validates the bytes against its crc32c."""
+    resource: dict = {"name": name, "contentType": content_type}
+    if metadata:
+        resource["metadata"] = metadata
+    if crc32c:
+        resource["crc32c"] = crc32c
+    if cls:
+        resource["storageClass"] = cls
+    return resource
 
 
 def part_prefix(plan_id: str, seq: int) -> str:
@@ -222,13 +231,7 @@ class Gcs:
             crc32c = crc32c or sent_crc
         else:
             sent_crc = None
-        resource: dict = {"name": name, "contentType": content_type}
-        if metadata:
-            resource["metadata"] = metadata
-        if crc32c:
-            resource["crc32c"] = crc32c
-        if storage_class:
-            resource["storageClass"] = storage_class
+        resource = object_resource(name, content_type, metadata, crc32c, storage_class)
         boundary = "===migrate-" + secrets.token_hex(12) + "=="
         head = (
             f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
@@ -262,12 +265,6 @@ class Gcs:
                 generation=info.generation,
             )
         return info
-
-    def bucket_settings(self, bucket: str) -> BucketSettings:
-        """The settings that decide the large-file upload path (targets.buckets)."""
-        fields = "name,storageClass,versioning,softDeletePolicy,retentionPolicy,defaultEventBasedHold"
-        _, doc = self._call("GET", f"{self.api}/b/{quote(bucket, safe='')}?{urlencode({'fields': fields})}")
-        return BucketSettings.from_json({"name": bucket, **(doc or {})})
 
     def get(self, bucket: str, name: str) -> ObjectInfo | None:
         """The live object's size, CRC32C and generation, or None if there is none."""

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from google.api_core import exceptions as gexc
 
 from migrate.hashing import crc32c_b64
-from migrate.targets.gcs import _OBJECT_FIELDS, Gcs, ObjectInfo, StreamedBody
+from migrate.targets.gcs import _OBJECT_FIELDS, Gcs, ObjectInfo, StreamedBody, object_resource
 
 CHUNK_ALIGN = 256 * 1024  # non-final chunks are multiples of this
 _RANGE = re.compile(r"bytes=0-(\d+)")
@@ -60,13 +60,7 @@ def start_session(
     storage_class: str | None,
 ) -> str:
     """Open a session; returns its URI. A 412 here means the object already exists."""
-    resource: dict = {"name": name, "contentType": content_type}
-    if metadata:
-        resource["metadata"] = metadata
-    if crc32c:
-        resource["crc32c"] = crc32c
-    if storage_class:
-        resource["storageClass"] = storage_class
+    resource = object_resource(name, content_type, metadata, crc32c, storage_class)
     params = {
         "uploadType": "resumable",
         "name": name,

@@ -269,12 +269,13 @@ def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, sum
 def _bucket_settings(conn, cfg: Config, plan: Plan, gcs, summary: RunSummary) -> dict:
     """Each bucket with large files to copy, read once: its settings pick the upload path (targets.buckets)."""
     from migrate.retry import call_with_retry
+    from migrate.targets.buckets import read_settings
     from migrate.transfer.objects import large_file_buckets
 
     out = {}
     for name in large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold):
         try:
-            out[name] = call_with_retry(lambda name=name: gcs.bucket_settings(name), cfg.transfer)
+            out[name] = call_with_retry(lambda name=name: read_settings(gcs, name), cfg.transfer)
         except Exception as exc:  # the safe path needs no settings: resumable uploads work in any bucket
             summary.warnings.append(
                 f"could not read the settings of bucket {name} ({describe(exc)}); its large files use resumable uploads"

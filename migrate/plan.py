@@ -111,22 +111,7 @@ class ObjectItem:
 
     @classmethod
     def from_manifest(cls, doc: dict[str, Any]) -> ObjectItem:
-        return cls(
-            seq=doc["seq"],
-            batch=doc["batch"],
-            source=doc["source"],
-            relpath=doc["relpath"],
-            path=doc["path"],
-            bucket=doc["bucket"],
-            object=doc["object"],
-            size=int(doc["size"]),
-            mtime_ns=doc.get("mtime_ns"),
-            inode=doc.get("inode"),
-            crc32c=doc.get("crc32c"),
-            storage_class=doc.get("storage_class"),
-            overwrite=bool(doc.get("overwrite")),
-            replace_generation=doc.get("replace_generation"),
-        )
+        return cls(**_known(cls, doc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,27 +149,7 @@ class EventItem:
 
     @classmethod
     def from_manifest(cls, doc: dict[str, Any]) -> EventItem:
-        return cls(
-            seq=doc["seq"],
-            batch=doc["batch"],
-            source=doc["source"],
-            relpath=doc["relpath"],
-            path=doc.get("path") or doc["relpath"],
-            topic=doc["topic"],
-            size=int(doc["size"]),
-            mtime_ns=doc.get("mtime_ns"),
-            inode=doc.get("inode"),
-            events=int(doc.get("events") or 0),
-            event_bytes=int(doc.get("event_bytes") or 0),
-            malformed=int(doc.get("malformed") or 0),
-            oversized=int(doc.get("oversized") or 0),
-            id_digest=doc.get("id_digest"),
-            format=doc.get("format") or "jsonl",
-            replayed_before=bool(doc.get("replayed_before")),
-            crc32c=doc.get("crc32c"),
-            start_offset=int(doc.get("start_offset") or 0),
-            start_line=int(doc.get("start_line") or 0),
-        )
+        return cls(**_known(cls, doc))
 
 
 Item = ObjectItem | EventItem
@@ -231,6 +196,11 @@ class SkippedEntry:
 
 _OBJECT_FIELDS = tuple(f for f in ObjectItem.__dataclass_fields__ if f != "replace_generation")
 _EVENT_FIELDS = tuple(f for f in EventItem.__dataclass_fields__ if f not in ("start_offset", "start_line"))
+
+
+def _known(cls: type, doc: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields a dataclass knows (a field it lacks is an error: the manifest is hash-checked)."""
+    return {k: v for k, v in doc.items() if k in cls.__dataclass_fields__ and k != "kind"}
 
 
 def item_from_manifest(doc: dict[str, Any]) -> Item:

@@ -284,10 +284,10 @@ def test_preflight_says_which_path_each_bucket_gets(
     cfg = load_config(write_config(catalog=[{"name": "c", "root": str(tree), "bucket": soft}]))
     found = {f.name: f for f in preflight(cfg, [soft], []).findings}
     assert found[soft].status == "ok"
-    assert found[soft].large_files.startswith("resumable uploads for large files (soft delete on")
+    assert (found[soft].upload_path, found[soft].upload_reason) == (RESUMABLE, "soft delete on")
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulators.gcs)  # fake-gcs-server: versioning and soft delete off
     plain = preflight(cfg, [bucket], []).findings[0]
-    assert plain.status == "ok" and plain.large_files.startswith("parallel composite uploads for large STANDARD files")
+    assert plain.status == "ok" and plain.upload_path == COMPOSITE
 
 
 def test_a_file_changed_mid_upload_cancels_its_session(tmp_path, write_config, bucket, emulators, wire, gcs_client):

@@ -19,6 +19,7 @@ resumable upload. The rules, as gcloud applies them and as the docs explain why:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
@@ -54,22 +55,11 @@ class BucketSettings:
         )
 
     def composite_blockers(self) -> list[str]:
-        """Why parts could not be deleted for good in this bucket (empty: they can)."""
-        reasons = []
-        if self.retention_seconds:
-            reasons.append("retention policy")
-        if self.default_event_based_hold:
-            reasons.append("default event-based hold")
-        if self.versioning:
-            reasons.append("versioning on")
-        if self.soft_delete_seconds:
-            reasons.append("soft delete on")
-        return reasons
+        return composite_blockers(self)
 
     def path_for(self, storage_class: str | None) -> str:
         """COMPOSITE or RESUMABLE for a large object of this class (None: the bucket's default class)."""
-        cls = (storage_class or self.storage_class).upper()
-        return COMPOSITE if cls == STANDARD and not self.composite_blockers() else RESUMABLE
+        return large_file_path(self, storage_class)
 
     def describe(self) -> str:
         """One line for preflight and the run summary: which path large files take here, and why."""
@@ -89,6 +79,44 @@ class BucketSettings:
             "default_event_based_hold": self.default_event_based_hold,
             "large_files": self.describe(),
         }
+
+
+def composite_blockers(settings: BucketSettings) -> list[str]:
+    """Why composite parts could not be deleted for good in this bucket (empty: they can)."""
+    reasons = []
+    if settings.retention_seconds:
+        reasons.append("retention policy")
+    if settings.default_event_based_hold:
+        reasons.append("default event-based hold")
+    if settings.versioning:
+        reasons.append("versioning on")
+    if settings.soft_delete_seconds:
+        reasons.append("soft delete on")
+    return reasons
+
+
+def large_file_path(settings: BucketSettings, storage_class: str | None = None) -> str:
+    """COMPOSITE or RESUMABLE for a large object of this class (None: the bucket's default class).
+
+    Composite parts pay early deletion in a cold class (https://cloud.google.com/storage/pricing#early-delete);
+    the other rules are in the module docstring.
+    """
+    cls = (storage_class or settings.storage_class).upper()
+    return COMPOSITE if cls == STANDARD and not composite_blockers(settings) else RESUMABLE
+
+
+def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) -> tuple[str, str]:
+    """(COMPOSITE if any large file bound for this bucket is uploaded as parts, else RESUMABLE; why)."""
+    classes = sorted(set(object_classes)) or [settings.storage_class]
+    blockers = composite_blockers(settings)
+    if blockers:
+        return RESUMABLE, "; ".join(blockers)
+    cold = [c for c in classes if large_file_path(settings, c) == RESUMABLE]
+    if len(cold) == len(classes):
+        return RESUMABLE, f"storage class {', '.join(cold)}"
+    if cold:
+        return COMPOSITE, f"STANDARD objects; resumable for {', '.join(cold)}"
+    return COMPOSITE, "STANDARD, no versioning, soft delete, retention policy or holds"
 
 
 def read_settings(gcs: Gcs, bucket: str) -> BucketSettings:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from migrate.clients import publisher_client
 from migrate.config import Config, ListenerSource
 from migrate.errors import SourceError
 from migrate.ledger import items, now, transaction
@@ -251,7 +252,7 @@ class _Replay:
                 self.cfg.transfer,
                 on_done=self.on_done,
                 on_retry=self.on_retry,
-                client=self.client,
+                client=self.client or publisher_client(impersonate=self.cfg.project.impersonate_service_account),
             )
             self.publishers[topic] = pub
         return pub

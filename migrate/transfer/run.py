@@ -67,6 +67,7 @@ class RunSummary:
     preflight_retries: int = 0  # transient errors retried while checking the targets before the run
     warnings: list[str] = field(default_factory=list)
     engine: dict | None = None  # the dask engine's section: workers, per-worker items and bytes, reruns
+    identity: dict | None = None  # clients.Identity.to_dict(): the principal and quota project in use
 
     @property
     def failed(self) -> bool:
@@ -93,6 +94,7 @@ class RunSummary:
             "parts_deleted": self.parts_deleted,
             "not_copied": self.not_copied,
             "warnings": self.warnings,
+            "identity": self.identity,
         } | ({"engine": self.engine} if self.engine is not None else {})
 
 
@@ -149,13 +151,25 @@ def _run(
     if not options.allow_drift:
         check_drift(conn, plan)
     preflight_retries = 0
+    identity = {}
+
+    def keep(e: Event) -> None:  # passes on retries, and 'identity': who this run acts as, before anything moves
+        if e.kind == "identity":
+            identity.update(e.data)
+        if e.kind in ("retry", "identity"):
+            report(e)
+
     if not options.skip_preflight:
         from migrate.preflight import preflight_plan
 
         report(Event("phase", name="preflight"))
-        checked = preflight_plan(cfg, plan, report=lambda e: report(e) if e.kind == "retry" else None)
+        checked = preflight_plan(cfg, plan, report=keep)
         checked.raise_for_errors()
         preflight_retries = checked.retries
+    else:
+        from migrate.clients import describe_identity
+
+        keep(Event("identity", data=describe_identity(cfg.project.impersonate_service_account).to_dict()))
     register_items(conn, plan)
     engine = _open_engine(conn, cfg, plan, options, closing) if options.engine == "dask" else None
 
@@ -164,7 +178,13 @@ def _run(
     started = time.monotonic()
     run_id = conn.execute("INSERT INTO runs(plan_id, started_at) VALUES(?, ?)", (plan.plan_id, now())).lastrowid
     summary = RunSummary(
-        plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit, preflight_retries=preflight_retries
+        plan.plan_id,
+        plan.name,
+        run_id,
+        workers=workers,
+        bwlimit=bwlimit,
+        preflight_retries=preflight_retries,
+        identity=identity or None,
     )
     report(Event("start", data=totals(conn, plan, options.kinds)))
     abort = threading.Event()
@@ -218,7 +238,7 @@ def _objects(
     from migrate.clients import gcs_client as make_client
     from migrate.targets.gcs import Gcs
 
-    client = gcs_client or make_client(cfg.project.id, pool_size=4)
+    client = gcs_client or make_client(cfg.project.id, pool_size=4, impersonate=cfg.project.impersonate_service_account)
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts

@@ -21,6 +21,7 @@ on the same topic are kept under their own plan id for their own verify.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -376,7 +377,9 @@ def drain_all(
     if not topics:
         return []
     if subscriber_factory is None:
-        from migrate.clients import subscriber_client as subscriber_factory
+        from migrate.clients import subscriber_client
+
+        subscriber_factory = functools.partial(subscriber_client, impersonate=cfg.project.impersonate_service_account)
     fold_pulls(conn)  # a verify that crashed after committing pulls: count them now
     subscriber = subscriber_factory()
     try:

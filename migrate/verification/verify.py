@@ -150,7 +150,11 @@ def _verify_objects(
     if gcs_client is None:
         from migrate.clients import gcs_client as make_client
 
-        gcs_client = make_client(cfg.project.id, pool_size=max(deep_check.MAX_WORKERS, 4))
+        gcs_client = make_client(
+            cfg.project.id,
+            pool_size=max(deep_check.MAX_WORKERS, 4),
+            impersonate=cfg.project.impersonate_service_account,
+        )
     objects.load_listing(conn, gcs_client, roots, cfg.transfer, o, report)
     report(Event("phase", name="comparing objects"))
     sampler = deep_check.Sampler(conn, seed) if deep else None

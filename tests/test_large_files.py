@@ -31,8 +31,9 @@ from migrate.inventory import run_inventory
 from migrate.ledger import connect, ledger_path
 from migrate.planning.planner import make_plan
 from migrate.preflight import preflight
-from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings, read_settings
+from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.targets.gcs import Gcs
+from migrate.targets.gcs_admin import GcsAdmin
 from migrate.transfer.run import run_plan
 from migrate.verification.verify import verify_plan
 
@@ -121,10 +122,12 @@ def test_bucket_settings_are_read_from_gcs(on_resumable_gcs, gcs_client, bucket)
     name = _new_bucket(client, f"soft-{os.getpid()}-{random.randrange(1 << 30)}")
     from migrate.clients import gcs_client as make_client
 
-    fresh = read_settings(Gcs(make_client("test-project")), name)
+    fresh = GcsAdmin(make_client("test-project"), lambda fn: fn(), 10).settings(name)
     assert fresh.soft_delete_seconds == 7 * 24 * 3600  # new buckets have soft delete on, as on GCS
     assert fresh.path_for("STANDARD") == RESUMABLE
-    assert read_settings(Gcs(gcs_client), bucket).path_for("STANDARD") == COMPOSITE  # fake-gcs-server: all off
+    assert (
+        GcsAdmin(gcs_client, lambda fn: fn(), 10).settings(bucket).path_for("STANDARD") == COMPOSITE
+    )  # fake-gcs-server: all off
 
 
 # --- resumable uploads on gcp-storage-emulator ------------------------------------------------------

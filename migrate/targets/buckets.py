@@ -21,11 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode
-
-if TYPE_CHECKING:
-    from migrate.targets.gcs import Gcs
 
 COMPOSITE = "composite"
 RESUMABLE = "resumable"
@@ -117,10 +112,3 @@ def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) ->
     if cold:
         return COMPOSITE, f"STANDARD objects; resumable for {', '.join(cold)}"
     return COMPOSITE, "STANDARD, no versioning, soft delete, retention policy or holds"
-
-
-def read_settings(gcs: Gcs, bucket: str) -> BucketSettings:
-    """One GET of the bucket (storage.buckets.get, which preflight needs anyway): the fields that decide."""
-    fields = "name,storageClass,versioning,softDeletePolicy,retentionPolicy,defaultEventBasedHold"
-    _, doc = gcs._call("GET", f"{gcs.api}/b/{quote(bucket, safe='')}?{urlencode({'fields': fields})}")
-    return BucketSettings.from_json({"name": bucket, **(doc or {})})

@@ -242,7 +242,7 @@ def _objects(
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
-    buckets = _bucket_settings(conn, cfg, plan, gcs, summary)
+    buckets = _bucket_settings(conn, cfg, plan, client, summary)
     if engine is not None:
         from migrate.engine.dask_objects import copy_objects_dask
 
@@ -286,16 +286,17 @@ def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, sum
     )
 
 
-def _bucket_settings(conn, cfg: Config, plan: Plan, gcs, summary: RunSummary) -> dict:
+def _bucket_settings(conn, cfg: Config, plan: Plan, client, summary: RunSummary) -> dict:
     """Each bucket with large files to copy, read once: its settings pick the upload path (targets.buckets)."""
     from migrate.retry import call_with_retry
-    from migrate.targets.buckets import read_settings
+    from migrate.targets.gcs_admin import GcsAdmin
     from migrate.transfer.objects import large_file_buckets
 
+    admin = GcsAdmin(client, lambda fn: call_with_retry(fn, cfg.transfer), cfg.transfer.timeout)
     out = {}
     for name in large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold):
         try:
-            out[name] = call_with_retry(lambda name=name: read_settings(gcs, name), cfg.transfer)
+            out[name] = admin.settings(name)
         except Exception as exc:  # the safe path needs no settings: resumable uploads work in any bucket
             summary.warnings.append(
                 f"could not read the settings of bucket {name} ({describe(exc)}); its large files use resumable uploads"

@@ -166,7 +166,11 @@ class Dispatch:
     def handle(self, done: Done) -> None:
         task: Task = done.tag
         if isinstance(task, Cleanup):
-            return  # best effort; what it could not remove, the end-of-run sweep takes
+            # best effort (what it could not remove, the end-of-run sweep takes); the item's ending is
+            # recorded only now, so a run killed before the cleanup leaves the item open and the next
+            # run finds the object and cleans up then
+            self.finish(task.job.ending, task.job.work)
+            return
         if isinstance(task, CopyOne):
             result = done.result if done.error is None else outcome_of(task.work.seq, done.error, task.work.path)
             self.finish(result, task.work)
@@ -229,7 +233,9 @@ class Dispatch:
         ended = outcome.state in ("done", "conflict", "source-changed")
         abandoned = outcome.state in ("conflict", "source-changed")
         if job.cleanup is not None and (abandoned or (ended and job.kind == COMPOSITE)):
+            job.ending = outcome
             self.ready.append(Cleanup(job))
+            return
         self.finish(outcome, job.work)
 
     def finish(self, o: Outcome, w: Work) -> None:

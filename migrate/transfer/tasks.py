@@ -65,6 +65,7 @@ class LargeJob:
     session: dict | None = None  # resumable: {"uri", "offset", "crc", "match"}, as the ledger holds it
     query_first: bool = False  # resumable: ask the server what it holds before the next chunk
     cleanup: Callable[[], object] | None = None  # registered where the resource is created
+    ending: Outcome | None = None  # recorded once the cleanup has run
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from wirecheck import WireLog
 
 
 def _req(log: WireLog, method: str, path: str, body: bytes = b"", **headers: str) -> None:
-    rec = log.begin(method, path, {"Content-Length": str(len(body)), **headers})
+    rec = log.begin(method, path, {"Content-Length": str(len(body)), "User-Agent": "migrate/0", **headers})
     rec.feed(body)
     rec.done(200)
 
@@ -57,3 +57,10 @@ def test_a_conforming_exchange_passes():
     final = {"Content-Range": "bytes 4-7/8", "x-goog-hash": "crc32c=AAAAAA=="}
     _req(log, "PUT", "/upload/storage/v1/b/bk/o?uploadType=resumable&name=r&upload_id=1", b"abcd", **final)
     assert log.violations() == []
+
+
+def test_other_tools_are_recorded_but_not_judged():
+    log = WireLog()
+    rec = log.begin("POST", "/upload/storage/v1/b/bk/o?uploadType=media&name=x", {"User-Agent": "rclone/v1.60"})
+    rec.feed(b"data")
+    assert log.violations() == [] and log.upload_bytes() == 4

@@ -15,6 +15,9 @@ request, the rules the product is written to:
 - nothing is deleted outside the scratch prefix `.migrate-parts/`, the only place the least-privilege
   role may delete (terraform/modules/migration).
 
+The rules judge the product's requests: targets.gcs sends `User-Agent: migrate/<version>`, the storage
+client (preflight, provisioning) `gcloud-python/<version>`. Other tools a test drives through the proxy
+(the benchmark's peers and raw uploader) are recorded but not judged.
 It also counts the body bytes each request carried, so a test can say how much was sent.
 """
 
@@ -53,6 +56,11 @@ class Request:
 
     def done(self, status: int) -> None:
         self.status = status
+
+    @property
+    def from_product(self) -> bool:
+        agent = self.headers.get("user-agent", "")
+        return agent.startswith("migrate/") or "gcloud-python/" in agent
 
     @property
     def complete(self) -> bool:
@@ -123,6 +131,8 @@ class WireLog:
         out: list[str] = []
         classes: dict[tuple[str, str], str | None] = {}  # (bucket, name) -> storage class asked at creation
         for r in requests:
+            if not r.from_product:
+                continue
             upload = _UPLOAD.match(r.path)
             obj = _OBJECT.match(r.path)
             if upload and r.method == "POST":
@@ -171,7 +181,7 @@ class WireLog:
         out = []
         started: dict[str, bool] = {}
         for r in requests:
-            if not _UPLOAD.match(r.path):
+            if not _UPLOAD.match(r.path) or not r.from_product:
                 continue
             name = r.param("name") or ""
             if r.method == "POST" and r.param("uploadType") == "resumable":

@@ -257,6 +257,7 @@ def _objects(
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
+    buckets = _bucket_settings(conn, cfg, plan, client, summary)
     if engine is not None:
         from migrate.engine.dask_objects import copy_objects_dask
 
@@ -270,9 +271,10 @@ def _objects(
             report=report,
             stop=stop,
             summary=summary.objects,
+            buckets=buckets,
         )
     else:
-        result = _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary)
+        result = _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary, buckets)
     if result.halted:
         summary.warnings.append(result.halted)
     if not stop.is_set() and not result.halted:
@@ -283,7 +285,7 @@ def _objects(
     return result
 
 
-def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary) -> ObjectsSummary:
+def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary, buckets) -> ObjectsSummary:
     return copy_objects(
         conn,
         cfg,
@@ -295,7 +297,26 @@ def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, sum
         stop=stop,
         abort=abort,
         summary=summary.objects,
+        buckets=buckets,
     )
+
+
+def _bucket_settings(conn, cfg: Config, plan: Plan, client, summary: RunSummary) -> dict:
+    """Each bucket with large files to copy, read once: its settings pick the upload path (targets.buckets)."""
+    from migrate.retry import call_with_retry
+    from migrate.targets.gcs_admin import GcsAdmin
+    from migrate.transfer.objects import large_file_buckets
+
+    admin = GcsAdmin(client, lambda fn: call_with_retry(fn, cfg.transfer), cfg.transfer.timeout)
+    out = {}
+    for name in large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold):
+        try:
+            out[name] = admin.settings(name)
+        except Exception as exc:  # the safe path needs no settings: resumable uploads work in any bucket
+            summary.warnings.append(
+                f"could not read the settings of bucket {name} ({describe(exc)}); its large files use resumable uploads"
+            )
+    return out
 
 
 def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, engine=None) -> dict | None:

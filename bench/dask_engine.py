@@ -64,7 +64,7 @@ def migrate_run(work: Path, *, catalog=None, listener=None, engine: str, env: di
         return {"engine": engine, "error": err}
     o, ev = doc.get("objects") or {}, doc.get("events") or {}
     out = {"engine": engine, "status": doc["status"], "wall_s": round(wall, 2), "run_elapsed_s": doc["elapsed"]}
-    if o:
+    if o.get("done"):
         out.update(files=o["done"], stage_s=o["elapsed"], files_per_s=round(o["done"] / max(o["elapsed"], 1e-9), 1))
     if ev:
         stage = doc["elapsed"] - (o.get("elapsed") or 0)
@@ -146,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     emu_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else a.work
     results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(), "runs": []}
     with local_emulators(emu_dir / f"dask-bench-{uuid.uuid4().hex[:6]}", project=PROJECT) as emus:
-        from migrate import clients
+        from migrate import clients, names
 
         env = dict(os.environ)
         gcs = clients.gcs_client(PROJECT)
         publisher = clients.publisher_client()
+        subscriber = clients.subscriber_client()
         for engine in ("local", "dask"):
             bucket = f"b-{uuid.uuid4().hex[:10]}"
             gcs.create_bucket(bucket)
@@ -161,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         for engine in ("local", "dask"):
             topic = f"t-{uuid.uuid4().hex[:10]}"
             publisher.create_topic(name=publisher.topic_path(emus.project, topic))
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(emus.project, names.verification_subscription(topic)),
+                topic=publisher.topic_path(emus.project, topic),
+            )
             listener = {
                 "name": "plays",
                 "paths": [str(logs.root / "plays" / "*.jsonl.gz")],

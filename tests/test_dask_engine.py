@@ -27,7 +27,7 @@ from migrate.verification.verify import DrainSettings, verify_plan
 
 distributed = pytest.importorskip("distributed")  # a dev extra: a missing one fails the import check below
 
-FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=300)
+FAST_DRAIN = DrainSettings(pull_timeout=1.0, quiet_seconds=2.0, max_seconds=300)
 HERE = Path(__file__).parent
 
 

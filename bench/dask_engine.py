@@ -124,7 +124,9 @@ def paper_estimate(batched_tasks_per_s: float, files_per_s_per_worker: float) ->
         "tasks": int(tasks),
         "scheduler_hours_at_measured_rate": round(tasks / batched_tasks_per_s / 3600, 2),
         "scheduler_ceiling_files_per_s": round(scheduler_ceiling_files_per_s),
-        "workers_to_reach_it": round(scheduler_ceiling_files_per_s / max(files_per_s_per_worker, 1e-9)),
+        "workers_to_reach_it": (
+            round(scheduler_ceiling_files_per_s / files_per_s_per_worker) if files_per_s_per_worker > 0 else None
+        ),
         "note": "per-worker rate from the dask run on this host; real NFS hosts and GCS differ",
     }
 

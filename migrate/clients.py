@@ -176,17 +176,54 @@ class Identity:
 
 @_needs_credentials
 def describe_identity(impersonate: str | None = None, *, lookup: bool = True) -> Identity:
-    """Who the GCS and Pub/Sub clients run as. `lookup`: ask Google for the email of user credentials
-    that do not record it (one tokeninfo call); without it such a principal reads "user credentials"."""
+    """Who the GCS and Pub/Sub clients run as. `lookup`: ask Google: get a token for the impersonated
+    account now (so a principal that may not impersonate it fails here, in one line, before anything
+    moves), and the email of user credentials that do not record it (one tokeninfo call)."""
     if storage_emulator() or pubsub_emulator():
         return Identity("anonymous", "emulator")
     creds = google_credentials(impersonate)
     quota = getattr(creds, "quota_project_id", None)
     if impersonate:
         source = getattr(creds, "_source_credentials", None)
-        return Identity(impersonate, "impersonated", quota, _principal(source, lookup=False)[0])
+        via = _principal(source, lookup=False)[0]
+        if lookup:
+            _token_for(creds, impersonate, via)
+        return Identity(impersonate, "impersonated", quota, via)
     principal, kind = _principal(creds, lookup)
     return Identity(principal, kind, quota)
+
+
+def impersonation_fix(account: str, via: str = "your ADC principal") -> str:
+    return (
+        f"{via} needs roles/iam.serviceAccountTokenCreator on {account} (terraform: add it to `impersonators`),"
+        " and the account must exist; or remove project.impersonate_service_account"
+    )
+
+
+def _token_for(creds, account: str, via: str) -> None:
+    import google.auth.exceptions
+    import google.auth.transport.requests
+
+    try:
+        creds.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.GoogleAuthError as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CredentialsError(f"cannot run as {account}: {detail}", impersonation_fix(account, via)) from None
+
+
+def credentials_problem(exc: BaseException) -> CredentialsError | None:
+    """A token that could not be had (google-auth RefreshError, or TransportError once retries are spent),
+    as the one-line error an operator can fix; None for anything else."""
+    import google.auth.exceptions
+
+    if not isinstance(exc, (google.auth.exceptions.RefreshError, google.auth.exceptions.TransportError)):
+        return None
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return CredentialsError(
+        f"no token for the configured identity ({detail})",
+        "run `gcloud auth application-default login` again; with project.impersonate_service_account: "
+        + impersonation_fix("that account"),
+    )
 
 
 def _principal(creds, lookup: bool) -> tuple[str, str]:

@@ -72,11 +72,17 @@ class TransferConfig:
     large_file_threshold: int = 64 * 1024**2
     chunk_size: int = 16 * 1024**2
     conflict_policy: str = "skip"
-    retry_max_attempts: int = 8
-    retry_initial_delay: float = 0.5
-    retry_max_delay: float = 20.0
-    retry_deadline: float = 120.0
+    # a request is retried for minutes, as gcloud storage and the client libraries do (exponential backoff
+    # from 1 s, capped at 32 s, up to 32 retries): https://cloud.google.com/storage/docs/retry-strategy
+    retry_max_attempts: int = 32
+    retry_initial_delay: float = 1.0
+    retry_max_delay: float = 32.0
+    retry_deadline: float = 900.0
     timeout: float = 60.0
+    # object writes per bucket start near a new bucket's ~1,000/s and double at most every 20 minutes:
+    # https://cloud.google.com/storage/docs/request-rate
+    ramp_up: bool = True
+    ramp_start_writes: float = 1000.0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,11 @@ KIB = 1024
 
 
 def event(i: int, log: int) -> bytes:
-    doc = {"event_id": f"e{log:02d}-{i:06d}", "ts": f"2024-05-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z", "user": f"u{i % 7}"}
+    doc = {
+        "event_id": f"e{log:02d}-{i:06d}",
+        "ts": f"2024-05-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "user": f"u{i % 7}",
+    }
     return json.dumps(doc).encode()
 
 
@@ -48,7 +52,9 @@ def build(
     listeners = []
     if logs:
         for n in range(logs):
-            files.write_log(tmp_path / "logs" / f"plays-{n:02d}.jsonl", [event(i, n) for i in range(events_per_log)], gz=False)
+            files.write_log(
+                tmp_path / "logs" / f"plays-{n:02d}.jsonl", [event(i, n) for i in range(events_per_log)], gz=False
+            )
         listeners.append(
             {
                 "name": "plays",

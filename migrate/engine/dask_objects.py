@@ -26,7 +26,6 @@ from migrate.ledger import items
 from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
-from migrate.retry import describe
 from migrate.targets.buckets import RESUMABLE, BucketSettings
 from migrate.transfer.composite_steps import part_layout
 from migrate.transfer.dispatch import Dispatch
@@ -86,7 +85,8 @@ def copy_objects_dask(
     works = iter_work(conn, cfg, plan, counts)
     slots = engine.slots
     todo = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN)
-    batches = _Batches(max(1, min(BATCH_ITEMS, todo // (4 * slots))))
+    # several tasks per slot; under a bandwidth cap fewer, longer ones: a lease changes hands at task ends
+    batches = _Batches(max(1, min(BATCH_ITEMS, todo // ((2 if bwlimit else 4) * slots))))
     spec = {"plan_id": plan.plan_id, "run_id": run_id, "bw": lease_for("bw", plan.plan_id, bwlimit, slots)}
     nonce = uuid.uuid4().hex[:8]
     in_flight: dict[str, tuple[list[Work], object]] = {}
@@ -154,8 +154,8 @@ def _handle(got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id
         return
     batch = entry[0]
     engine.stats.finished(future.key)
-    if future.status == "finished":
-        result = future.result()
+    result, error = engine.outcome(future)
+    if result is not None:
         by_seq = {w.seq: w for w in batch}
         nbytes = 0
         for o in result["outcomes"]:
@@ -165,9 +165,8 @@ def _handle(got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id
         if result["fenced"]:  # another run owns the plan now: these items are its business
             d.stopping = True
     else:
-        error = "cancelled" if future.status == "cancelled" else describe(future.exception())
         for w in batch:
-            d.finish(Outcome(w.seq, "failed" if future.status != "cancelled" else "pending", error=error), w)
+            d.finish(Outcome(w.seq, ItemState.PENDING if error == "cancelled" else ItemState.FAILED, error=error), w)
     future.release()
 
 

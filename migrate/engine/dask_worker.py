@@ -65,6 +65,11 @@ class MigratePlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         self.worker = worker
         self.abort = threading.Event()
+        try:  # clients are built once per process, before the first task needs them
+            self.gcs()
+            self.publisher_client()
+        except Exception:
+            pass  # missing credentials surface as the items' errors, in the driver's summary
 
     def teardown(self, worker) -> None:
         self.abort.set()
@@ -155,6 +160,12 @@ def fenced(plan_id: str, run_id: int) -> bool:
     return read_fence(plan_id).get("run") != run_id
 
 
+def warm_up(plan_id: str) -> bool:
+    """A no-op task that makes the worker's client (get_client) and reads the fence once."""
+    read_fence(plan_id)
+    return True
+
+
 # --- objects -------------------------------------------------------------------------------------
 
 
@@ -234,25 +245,29 @@ def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
 # --- inventory -----------------------------------------------------------------------------------
 
 
-def walk_dirs(source, dirs: list[tuple[bytes, bytes]], limit: int) -> dict:
-    """Walk directories of a catalog source until `limit` entries; returns them and the dirs left."""
+def walk_dirs(source, dirs: list[tuple[bytes, bytes]], limit: int, visited: set | None = None) -> dict:
+    """Walk directories of a catalog source until `limit` entries; returns them and the dirs left.
+
+    visited (follow_symlinks only): directories already walked, carried from task to task.
+    """
     from migrate.sources.globs import PathFilter
     from migrate.sources.tree import WalkStats, scan_dir
 
     stats = WalkStats()
     flt = PathFilter(source.include, source.exclude)
-    visited: set[tuple[int, int]] = set()
+    seen = visited if visited is not None else set()
     stack = list(reversed(dirs))
     entries = []
     while stack and len(entries) < limit:
         abs_dir, rel_dir = stack.pop()
-        entries.extend(scan_dir(source, abs_dir, rel_dir, stack, stats, flt, visited))
+        entries.extend(scan_dir(source, abs_dir, rel_dir, stack, stats, flt, seen))
     return {
         "worker": get_worker().address,
         "entries": entries,
         "left": list(reversed(stack)),
         "excluded": stats.excluded,
         "dirs": stats.dirs,
+        "visited": seen if visited is not None else None,
     }
 
 

@@ -1,6 +1,6 @@
 """Test harness: run `migrate ARGS...`, and SIGKILL this driver between GCS acknowledging a batch and its ledger commit.
 
-The first ledger write (transfer.objects.LedgerBatch.flush) that holds at least $KILL_AT_DONE
+The first ledger write (transfer.dispatch.LedgerBatch.flush) that holds at least $KILL_AT_DONE
 acknowledged ('done') items writes their seqs to $KILL_NOTE and kills the process before the
 commit. Nothing of this is in the product: the harness wraps the ledger write from outside.
 """
@@ -13,9 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from migrate.transfer import objects
+from migrate.transfer import dispatch
 
-_flush = objects.LedgerBatch.flush
+_flush = dispatch.LedgerBatch.flush
 
 
 def _flush_or_die(self) -> None:
@@ -26,7 +26,7 @@ def _flush_or_die(self) -> None:
     _flush(self)
 
 
-objects.LedgerBatch.flush = _flush_or_die
+dispatch.LedgerBatch.flush = _flush_or_die
 
 if __name__ == "__main__":
     from migrate.cli import main

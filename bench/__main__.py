@@ -11,6 +11,7 @@ failed, or copied nothing or only part of the data); 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ def parse_args(argv: list[str]) -> Settings:
     )
     ap.add_argument("--migrate-workers", type=int, default=None, help="override migrate's [transfer] workers")
     ap.add_argument("--migrate-hash", action="store_true", help="run `migrate inventory --hash` before planning")
+    ap.add_argument("--label", default="", help="name the results <date>-<label>.md/.json (letters, digits, -)")
     ap.add_argument("--keep", action="store_true", help="keep emulator data and state directories of every run")
     a = ap.parse_args(argv)
     canonical = {sid.upper(): sid for sid in ALL}
@@ -48,6 +50,8 @@ def parse_args(argv: list[str]) -> Settings:
     bad = [x for x in scenarios if x not in ALL]
     if bad:
         ap.error(f"unknown scenario(s) {', '.join(bad)}; choose from {', '.join(ALL)}")
+    if a.label and not all(c.isalnum() or c == "-" for c in a.label):
+        ap.error("--label takes letters, digits and '-' only")
     if a.scale <= 0:
         ap.error("--scale must be positive")
     if (a.rounds is not None and a.rounds < 1) or a.s6_rounds < 1:
@@ -70,6 +74,7 @@ def parse_args(argv: list[str]) -> Settings:
         scale=a.scale,
         keep=a.keep,
         command=shlex.join(["python", "-m", "bench", *argv]),
+        label=a.label,
     )
 
 
@@ -89,19 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         session.log("GNU time (/usr/bin/time) is missing: peak RSS may include the harness's own memory")
     sc = Scenarios(session)
     wanted = settings.scenarios
+    # the short S6 first, the long S7 last
+    steps = [sc.inventory_scenario] if "S6" in wanted else []
+    steps += [
+        (lambda sid=sid: sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted))
+        for sid in ("S1", "S1b", "S2", "S3")
+        if sid in wanted or (sid == "S1" and "S5" in wanted)
+    ]
+    steps += [step for sid, step in (("S4", sc.events_scenario), ("S7", sc.latency_scenario)) if sid in wanted]
+    machine = machine_info()
     try:
-        for sid in ("S1", "S1b", "S2", "S3"):
-            if sid in wanted or (sid == "S1" and "S5" in wanted):
-                sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted)
-        if "S7" in wanted:
-            sc.latency_scenario()
-        if "S4" in wanted:
-            sc.events_scenario()
-        if "S6" in wanted:
-            sc.inventory_scenario()
+        for step in steps:
+            step()
+            # the results so far, rewritten after every scenario: a run stopped early keeps them
+            write(session, machine | {"load_average": [round(x, 2) for x in os.getloadavg()]})
     finally:
         session.close()
-    md, js, text, all_ok = write(session, machine_info())
+    md, js, text, all_ok = write(session, machine | {"load_average": [round(x, 2) for x in os.getloadavg()]})
     print()
     print(text)
     session.log(f"results: {md} and {js}")

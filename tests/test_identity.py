@@ -10,7 +10,6 @@ is a throwaway authorized_user document.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -134,15 +133,23 @@ def test_docs_configure_impersonation_that_reaches_adc():
     assert "`impersonate_service_account`" in (root / "README.md").read_text()
 
 
-def test_an_account_that_cannot_be_impersonated_is_one_line_and_exit_2(real_cloud_adc, write_config, tmp_path: Path):
-    """Getting the token fails (here: the ADC token endpoint refuses connections): preflight and plan say who
-    could not be impersonated and what to grant, in one line, exit 2, never a traceback."""
+def test_an_account_that_cannot_be_impersonated_is_one_line_and_exit_2(
+    real_cloud_adc, write_config, tmp_path: Path, monkeypatch
+):
+    """Getting the token fails (here: every HTTPS request goes to a proxy that refuses connections, so the
+    token endpoint is unreachable): preflight and plan say who could not be impersonated and what to grant,
+    in one line, exit 2, never a traceback.
+
+    google-auth sends authorized_user refreshes to Google's token endpoint whatever token_uri the ADC file
+    names, so the proxy is what keeps this test off the network. A refused connection is a TransportError,
+    which is retried (a short retry budget here); a refused grant would be a RefreshError, which is not."""
     from migrate.local.processes import free_port
 
-    doc = json.loads(real_cloud_adc.read_text())
-    real_cloud_adc.write_text(json.dumps({**doc, "token_uri": f"http://127.0.0.1:{free_port()}/token"}))
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NO_PROXY", "")
     project = {"id": "acme-music-prod", "impersonate_service_account": SA}
-    path = write_config(project=project, catalog=_catalog(tmp_path))
+    quick = {"retry_max_attempts": 2, "retry_initial_delay": 0.1, "retry_max_delay": 0.2, "retry_deadline": 5}
+    path = write_config(project=project, catalog=_catalog(tmp_path), transfer=quick)
     runner = CliRunner()
     res = runner.invoke(app, ["preflight", "--config", str(path)])
     assert res.exit_code == 2, res.output

@@ -30,6 +30,18 @@ FLUSH_EVERY = 500  # ledger rows per batched write
 FLUSH_SECONDS = 1.0
 FAILURES_KEPT = 100  # failed items listed in the summary (all of them stay in the ledger)
 RETRYABLE_STATES = ("pending", "failed")
+# Small files are a round trip or two of waiting each, not bandwidth: at WAN latency (tens of ms per
+# request) `workers` uploads in flight leave the link idle most of the time. So up to SMALL_PER_WORKER
+# times as many small uploads run at once, while files from SMALL_OBJECT up (and large-file parts)
+# stay at `workers` concurrent streams. Each extra thread mostly waits on a socket; the memory it
+# holds is one file under SMALL_OBJECT.
+SMALL_OBJECT = 1024 * 1024
+SMALL_PER_WORKER = 4
+
+
+def concurrency(workers: int) -> int:
+    """Requests in flight at most (threads and connections): `workers` streams plus the small-file surplus."""
+    return workers * SMALL_PER_WORKER
 
 
 @dataclass
@@ -204,6 +216,8 @@ class _Dispatch:
         self.report = report
         self.ledger = LedgerBatch(conn, plan.plan_id)
         self.jobs: dict[int, LargeJob] = {}
+        self.heavy = 0  # tasks in flight that stream a file of SMALL_OBJECT or more (or a large file's part)
+        self.deferred: deque[Work] = deque()  # big items read while every stream slot was busy
         self.ready: deque[tuple[tuple, Callable, tuple]] = deque()  # follow-up tasks of large items
         self.stopping = False
         self.halted: str | None = None  # why the run stopped on its own
@@ -213,16 +227,25 @@ class _Dispatch:
     def is_large(self, w: Work) -> bool:
         return w.upload_state is not None or w.size >= max(self.cfg.transfer.large_file_threshold, 1)
 
+    @staticmethod
+    def is_heavy_tag(tag: tuple) -> bool:
+        return tag[0] != "one" or tag[2].size >= SMALL_OBJECT
+
+    def submit(self, ex: BoundedExecutor, tag: tuple, fn: Callable, *args) -> None:
+        if self.is_heavy_tag(tag):
+            self.heavy += 1
+        ex.submit(tag, fn, *args)
+
     def start(self, w: Work, ex: BoundedExecutor) -> None:
         if not self.is_large(w):
-            ex.submit(("one", w.seq, w), self.copier.copy_one, w)
+            self.submit(ex, ("one", w.seq, w), self.copier.copy_one, w)
             return
         part_size, n_parts = part_layout(w.size, self.cfg.transfer, w.upload_state)
         job = LargeJob(w, part_size, n_parts, resumed=w.upload_state is not None)
         if w.upload_state is None:
             self.ledger.set_upload_state(w.seq, {"kind": "composite", "part_size": part_size, "parts": n_parts})
         self.jobs[w.seq] = job
-        ex.submit(("prep", w.seq), self.copier.prepare_large, job)
+        self.submit(ex, ("prep", w.seq), self.copier.prepare_large, job)
 
     def next_ready(self) -> tuple[tuple, Callable, tuple] | None:
         """The next follow-up task worth starting (parts of a failed or stopped job are dropped)."""
@@ -238,6 +261,8 @@ class _Dispatch:
         return None
 
     def handle(self, done: Done) -> None:
+        if self.is_heavy_tag(done.tag):
+            self.heavy -= 1
         kind, seq = done.tag[0], done.tag[1]
         if kind == "one":
             result = done.result if done.error is None else Outcome(seq, "failed", error=describe(done.error))
@@ -376,24 +401,32 @@ def copy_objects(
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     exhausted = False
-    ex = BoundedExecutor(workers, max_in_flight=workers * 2)
+    threads = concurrency(workers)
+    ex = BoundedExecutor(threads, max_in_flight=threads + workers)
     try:
         while True:
             if stop.is_set() and not d.stopping:
                 d.stopping = True
             while ex.has_room():
-                entry = d.next_ready()
-                if entry is not None:
-                    ex.submit(entry[0], entry[1], *entry[2])
-                    continue
-                if d.stopping or exhausted:
+                if d.heavy < workers:
+                    entry = d.next_ready()
+                    if entry is not None:
+                        d.submit(ex, entry[0], entry[1], *entry[2])
+                        continue
+                    if d.deferred and not d.stopping:
+                        d.start(d.deferred.popleft(), ex)
+                        continue
+                if d.stopping or exhausted or len(d.deferred) >= PAGE:
                     break
                 w = next(works, None)
                 if w is None:
                     exhausted = True
                     break
+                if d.heavy >= workers and (w.size >= SMALL_OBJECT or d.is_large(w)):
+                    d.deferred.append(w)  # started when a stream slot frees; small items go on meanwhile
+                    continue
                 d.start(w, ex)
-            if ex.in_flight == 0 and not d.ready:
+            if ex.in_flight == 0 and not d.ready and (d.stopping or not d.deferred):
                 break
             done = ex.next_done(timeout=0.25)
             if done is not None:

@@ -30,7 +30,7 @@ from migrate.planning.planfile import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
 from migrate.transfer.bandwidth import limiter
-from migrate.transfer.objects import ObjectsSummary, copy_objects, sweep_parts
+from migrate.transfer.objects import ObjectsSummary, concurrency, copy_objects, sweep_parts
 
 KINDS = ("all", "objects", "events")
 DRIFT_SHOWN = 20
@@ -195,7 +195,7 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
     from migrate.targets.gcs import Gcs
 
     client = gcs_client or make_client(cfg.project.id, pool_size=4)
-    gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
+    gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
     result = copy_objects(

@@ -170,7 +170,7 @@ class Scenarios:
                 self._object_run(sid, ds, tool, rnd, with_s5)
 
     def _object_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int, with_s5: bool) -> None:
-        from migrate.emulators import start_gcs
+        from migrate.local.emulators import start_gcs
 
         label = OBJECT_LABELS[tool]
         wd = self.x.workdir(sid, rnd, tool)
@@ -310,7 +310,7 @@ class Scenarios:
 
     def _latency_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int) -> None:
         from bench.latency import LatencyProxy
-        from migrate.emulators import start_gcs
+        from migrate.local.emulators import start_gcs
 
         label = LATENCY_LABELS[tool]
         wd = self.x.workdir(sid, rnd, tool)
@@ -351,7 +351,7 @@ class Scenarios:
                 self._events_run(ds, tool, rnd)
 
     def _events_run(self, ds: datasets.Dataset, tool: str, rnd: int) -> None:
-        from migrate.emulators import start_pubsub
+        from migrate.local.emulators import start_pubsub
         from migrate.names import verification_subscription
 
         sid, label = "S4", EVENT_LABELS[tool]

@@ -86,6 +86,14 @@ class PubSubConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """[engine]: where `migrate run --engine dask` runs (scheduler empty = a LocalCluster on this host)."""
+
+    scheduler: str = ""
+    workers: int = 0  # LocalCluster worker processes; 0 = one per core
+
+
+@dataclass(frozen=True)
 class LifecycleRule:
     """One bucket lifecycle rule from [[targets.lifecycle_rules]]; `buckets` empty = every target bucket."""
 
@@ -119,11 +127,13 @@ class Config:
     pubsub: PubSubConfig
     targets: TargetsConfig
     prices: dict[str, float]
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def digest(self) -> str:
         """A stable digest of the effective settings (not the file's bytes)."""
         data = asdict(self)
         data.pop("path")
+        data.pop("engine")  # where a run executes does not change what it does
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -222,6 +232,7 @@ def _closest(key: str, allowed: dict[str, str]) -> str | None:
 
 
 _TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
+_TOP["engine"] = ""
 _PROJECT = {"id": "", "state_dir": "", "plans_dir": ""}
 _CATALOG = {
     "name": "",
@@ -273,6 +284,7 @@ _TARGETS = {
     "service_account_id": "",
     "lifecycle_rules": "",
 }
+_ENGINE = {"scheduler": "", "workers": ""}
 _LIFECYCLE = {"action": "", "age_days": "", "storage_class": "", "buckets": ""}
 
 
@@ -446,9 +458,13 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
             if k in STORAGE_CLASSES:
                 prices[k] = float(c.get(t, k, "prices", float, prices[k]))
 
+    engine = _section(c, data, "engine", _ENGINE, EngineConfig)
+    if engine.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", engine.scheduler):
+        c.fail("engine.scheduler", f"{engine.scheduler!r} is not a scheduler address", "write it as tcp://host:8786")
+
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices)
+    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices, engine)
 
 
 def _section(c: _Checker, data: dict, key: str, allowed: dict, cls: type, sizes=(), rates=()):

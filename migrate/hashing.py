@@ -1,10 +1,12 @@
-"""CRC32C in the form GCS reports it, and the order-independent event-id digest."""
+"""CRC32C in the form GCS reports it, the CRC32C of a concatenation, and the order-independent event-id digest."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import struct
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import google_crc32c
@@ -34,6 +36,58 @@ def crc32c_of_file(path: str | Path, chunk: int = READ_CHUNK) -> tuple[str, int]
 
 def crc32c_of_bytes(data: bytes) -> str:
     return crc32c_b64(google_crc32c.value(data))
+
+
+# --- CRC32C of a concatenation (composite objects) ---------------------------------------------
+
+_CASTAGNOLI_REFLECTED = 0x82F63B78
+
+
+def _gf2_times(mat: Sequence[int], vec: int) -> int:
+    total = 0
+    i = 0
+    while vec:
+        if vec & 1:
+            total ^= mat[i]
+        vec >>= 1
+        i += 1
+    return total
+
+
+def _gf2_compose(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """The operator 'apply b, then a'."""
+    return tuple(_gf2_times(a, col) for col in b)
+
+
+@lru_cache(maxsize=64)
+def _zeros_operator(nbytes: int) -> tuple[int, ...]:
+    """The GF(2) operator that advances a CRC32C register over nbytes zero bytes."""
+    op: tuple[int, ...] = (_CASTAGNOLI_REFLECTED, *(1 << n for n in range(31)))  # one zero bit
+    for _ in range(3):  # 8 zero bits
+        op = _gf2_compose(op, op)
+    result: tuple[int, ...] = tuple(1 << n for n in range(32))  # identity
+    while nbytes:
+        if nbytes & 1:
+            result = _gf2_compose(op, result)
+        nbytes >>= 1
+        if nbytes:
+            op = _gf2_compose(op, op)
+    return result
+
+
+def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC32C of A+B from crc(A), crc(B) and len(B) (as zlib's crc32_combine)."""
+    if len2 == 0:
+        return crc1
+    return _gf2_times(_zeros_operator(len2), crc1) ^ crc2
+
+
+def crc32c_concat(parts: Sequence[tuple[int, int]]) -> int:
+    """CRC32C of the concatenation of parts given as (crc, length)."""
+    total = 0
+    for crc, length in parts:
+        total = crc32c_combine(total, crc, length)
+    return total
 
 
 def id_hash(event_id: str) -> int:

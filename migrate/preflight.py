@@ -31,7 +31,7 @@ from migrate import clients
 from migrate.config import Config
 from migrate.errors import TargetError
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan, plan_paths
+from migrate.plan import Plan, plan_paths
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import call_with_retry, describe
 

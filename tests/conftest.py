@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from migrate import clients, names
-from migrate.emulators import Emulators, local_emulators
+from migrate.local.emulators import Emulators, local_emulators
 
 PROJECT = "test-project"
 
@@ -34,7 +34,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
     """Both emulators; STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST set for the whole session.
 
     Attributes: .gcs (url), .gcs_root (filesystem backend root), .pubsub (host:port), .project,
-    and .gcs_server / .pubsub_server (GcsEmulator / PubSubEmulator, for kill/restart/freeze/thaw).
+    and .gcs_server / .pubsub_server (GcsEmulator / PubSubEmulator, for kill/restart; procgroup.py freezes and thaws).
     """
     with local_emulators(tmp_path_factory.mktemp("emulators"), project=PROJECT) as emus:
         yield emus
@@ -160,8 +160,8 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def estate(tmp_path: Path):
-    """A small generated data center (migrate.datagen) with ground truth; bucket/topic names unique per test."""
-    from migrate import datagen
+    """A small generated data center (migrate.local.datagen) with ground truth; bucket/topic names unique per test."""
+    from migrate.local import datagen
 
     tag = unique_name("t")
     return datagen.generate(tmp_path / "dc", scale=0.05, project=PROJECT, bucket_prefix=tag, topic_prefix=tag)

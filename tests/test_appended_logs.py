@@ -19,7 +19,7 @@ from migrate.ledger import connect
 from migrate.planning.planner import make_plan
 from migrate.sources.eventlog import iter_records
 from migrate.transfer.run import RunOptions, run_plan
-from migrate.verify import verify_plan
+from migrate.verification.verify import verify_plan
 
 
 class Wave:

@@ -8,10 +8,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from procgroup import freeze, thaw
 
 from migrate import clients
-from migrate.emulators import free_port, local_emulators, start_gcs
 from migrate.errors import MigrateError
+from migrate.local.emulators import free_port, local_emulators, start_gcs
 
 
 def _answers(url: str) -> bool:
@@ -104,9 +105,9 @@ def test_local_emulators_lifecycle_leaves_nothing_behind(tmp_path: Path, monkeyp
         members = emus.pubsub_server.processes()
         assert any("java" in _cmdline(p) for p in members), members
 
-        emus.pubsub_server.freeze()
+        freeze(emus.pubsub_server)
         assert {_state(p) for p in members} == {"T"}
-        emus.pubsub_server.thaw()
+        thaw(emus.pubsub_server)
         assert _answers(f"http://{emus.pubsub}/")
 
         gcs_pid, port = emus.gcs_server.pid, emus.pubsub_server.port
@@ -137,7 +138,7 @@ def test_emulators_die_with_their_owner_even_on_sigkill(tmp_path: Path):
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from migrate.emulators import local_emulators\n"
+        "from migrate.local.emulators import local_emulators\n"
         "with local_emulators(Path(sys.argv[1])) as e:\n"
         "    print(json.dumps([e.gcs_server.pid, *e.pubsub_server.processes()]), flush=True)\n"
         "    time.sleep(600)\n"

@@ -13,8 +13,7 @@ import pytest
 
 from migrate.config import ListenerSource
 from migrate.hashing import IdDigest
-from migrate.sources import eventlog
-from migrate.sources.eventlog import expand_paths, iter_records, normalize_time, scan_file
+from migrate.sources.eventlog import csvrows, expand_paths, iter_records, normalize_time, reader, scan_file, streams
 
 
 def listener(pattern: str | Path, **kw) -> ListenerSource:
@@ -105,8 +104,8 @@ def test_event_over_10mb_is_oversized_and_reading_continues(tmp_path: Path) -> N
 
 
 def test_line_longer_than_memory_cap_is_oversized_with_truncated_raw(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(eventlog, "MAX_LINE_KEEP", 1000)
-    monkeypatch.setattr(eventlog, "READ_CHUNK", 256)
+    monkeypatch.setattr(reader, "MAX_LINE_KEEP", 1000)
+    monkeypatch.setattr(streams, "READ_CHUNK", 256)
     path = write(tmp_path / "l.jsonl", [event(1), b"x" * 5000, event(2)])
     recs = list(iter_records(str(path), listener(path)))
     assert [(r.line, r.error_kind) for r in recs] == [(1, None), (2, "oversized"), (3, None)]
@@ -178,7 +177,7 @@ def test_csv_stray_quote_is_one_bad_row_and_the_lines_after_it_are_read(tmp_path
 
 
 def test_csv_open_quote_is_given_up_after_the_line_limit(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(eventlog, "MAX_QUOTED_LINES", 3)
+    monkeypatch.setattr(csvrows, "MAX_QUOTED_LINES", 3)
     path = tmp_path / "skips.csv"
     path.write_bytes(b'event_id,note\na1,"oops\na2,x\na3,y\na4,z\n')
     recs = list(iter_records(str(path), listener(path, format="csv")))
@@ -305,8 +304,8 @@ def test_normalize_time(value, expected) -> None:
 
 
 def test_scan_matches_generator_ground_truth(tmp_path: Path) -> None:
-    from migrate import datagen
     from migrate.config import load_config
+    from migrate.local import datagen
 
     estate = datagen.generate(tmp_path / "dc", scale=0.05)
     cfg = load_config(estate.config_path)

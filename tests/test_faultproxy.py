@@ -151,7 +151,7 @@ def test_stall_times_the_client_out_after_the_upstream_did_the_work(emulators, b
 
 
 def test_upstream_down_looks_like_a_reset(emulators):
-    from migrate.emulators import free_port
+    from migrate.local.emulators import free_port
 
     with (
         FaultProxy(f"http://127.0.0.1:{free_port()}", rate=0.0) as proxy,

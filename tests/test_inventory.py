@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from migrate.config import load_config
-from migrate.datagen import generate
 from migrate.hashing import IdDigest, crc32c_of_file
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
+from migrate.local.datagen import generate
 
 
 @pytest.fixture(scope="module")

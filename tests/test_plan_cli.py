@@ -10,7 +10,7 @@ import sys
 from migrate.config import load_config
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
-from migrate.planning.planfile import load_plan
+from migrate.plan import load_plan
 
 
 def _migrate(*args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from migrate.cli import app
 from migrate.config import load_config
 from migrate.errors import TargetError
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.preflight import PROBE_PREFIX, preflight, preflight_plan
 
 
@@ -103,7 +103,7 @@ def test_preflight_plan_uses_the_plan_targets(emulators, bucket, topic, make_cfg
 
 
 def test_unreachable_emulator_is_an_error_not_a_traceback(emulators, make_cfg, monkeypatch):
-    from migrate.emulators import free_port
+    from migrate.local.emulators import free_port
 
     cfg, _ = make_cfg(["some-bucket"], [])
     monkeypatch.setenv(clients.STORAGE_EMULATOR_ENV, f"http://127.0.0.1:{free_port()}")

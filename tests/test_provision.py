@@ -11,9 +11,9 @@ import pytest
 from migrate import clients
 from migrate.config import load_config
 from migrate.errors import PlanError, TargetError
+from migrate.local.provision import provision
 from migrate.names import dead_letter_topic, verification_subscription
 from migrate.planning.tfvars import build_tfvars, tfvars_json
-from migrate.provision import provision
 
 
 def unique_name(prefix: str) -> str:
@@ -118,7 +118,7 @@ def test_missing_or_broken_tfvars_is_a_plan_error(tmp_path: Path):
 
 
 def test_emulator_down_is_a_target_error(emulators, tfvars, monkeypatch):
-    from migrate.emulators import free_port
+    from migrate.local.emulators import free_port
 
     monkeypatch.setenv(clients.STORAGE_EMULATOR_ENV, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TargetError) as info:

@@ -17,12 +17,12 @@ import pytest
 from migrate import clients, ledger, names
 from migrate.config import PubSubConfig, TransferConfig, load_config
 from migrate.hashing import IdDigest
-from migrate.planning.planfile import register_items, write_plan
+from migrate.plan import register_items, write_plan
 from migrate.progress import Event
+from migrate.quarantine import iter_quarantine
+from migrate.ratelimit import TokenBucket
 from migrate.sources.eventlog import scan_file
 from migrate.targets.pubsub import EventPublisher, OrderingKeyPaused, topic_path
-from migrate.transfer.bandwidth import TokenBucket
-from migrate.transfer.quarantine import iter_quarantine
 from migrate.transfer.replay import replay_events
 
 PROJECT = "test-project"
@@ -409,7 +409,7 @@ def test_failed_ordering_key_is_paused_until_resumed(emulators) -> None:
 
 
 def test_unavailable_endpoint_is_retried_and_counted(monkeypatch) -> None:
-    from migrate.emulators import free_port
+    from migrate.local.emulators import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
     sleeps: list[float] = []

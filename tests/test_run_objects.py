@@ -109,7 +109,7 @@ def test_full_copy_matches_size_and_crc32c(setup, gcs_client):
         size, crc, generation = listing[f"c/{rel}"]
         assert (size, crc) == (len(data), crc32c_of_file(setup.tree / rel)[0])
         assert items[rel]["state"] == "done" and items[rel]["generation"] == generation
-        assert items[rel]["upload_url"] is None
+        assert items[rel]["upload_state"] is None
     blob = gcs_client.bucket(setup.bucket).get_blob("c/audio/big.flac")
     assert blob.content_type == "audio/flac"
     assert blob.metadata[PLAN_KEY] == summary.plan_id
@@ -137,7 +137,7 @@ def test_rerun_after_lost_ledger_writes_finds_objects_in_place(setup, gcs_client
     conn = connect(setup.cfg.project.state_dir)
     conn.execute("UPDATE items SET state='pending', generation=NULL WHERE plan_id=?", (first.plan_id,))
     conn.execute(
-        'UPDATE items SET upload_url=\'{"kind": "composite", "part_size": 262144, "parts": 5}\''
+        'UPDATE items SET upload_state=\'{"kind": "composite", "part_size": 262144, "parts": 5}\''
         " WHERE plan_id=? AND relpath='audio/big.flac'",
         (first.plan_id,),
     )
@@ -265,7 +265,7 @@ def test_stopped_large_upload_resumes_without_starting_over(tmp_path, write_conf
     assert first.objects.pending == 1 and first.objects.done == 0
     parts = _listing(gcs_client, bucket, PARTS_PREFIX)
     assert 0 < len(parts) < 9  # in-flight parts finished; queued ones were not started
-    assert s.items()["huge.bin"]["upload_url"] is not None  # the resume state is in the ledger
+    assert s.items()["huge.bin"]["upload_state"] is not None  # the resume state is in the ledger
     assert "c/huge.bin" not in _listing(gcs_client, bucket)
 
     second = s.run(plan)
@@ -301,7 +301,8 @@ def test_overwrite_policy_replaces_the_planned_generation(tmp_path, write_config
 
 def test_bandwidth_cap_holds_across_workers(setup, monkeypatch):
     """Every byte read for upload passes the shared bucket; on a fake clock the rate is the cap."""
-    from migrate.transfer import bandwidth, run
+    from migrate import ratelimit
+    from migrate.transfer import run
 
     clock = {"t": 0.0}
     lock = threading.Lock()
@@ -317,7 +318,7 @@ def test_bandwidth_cap_holds_across_workers(setup, monkeypatch):
     buckets = []
 
     def fake_limiter(rate):
-        b = bandwidth.TokenBucket(rate, burst=32 * KIB, clock=now, sleep=sleep)
+        b = ratelimit.TokenBucket(rate, burst=32 * KIB, clock=now, sleep=sleep)
         buckets.append(b)
         return b
 
@@ -359,7 +360,7 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
     import fcntl
 
     from migrate.errors import UsageError
-    from migrate.planning.planfile import load_plan
+    from migrate.plan import load_plan
 
     plan = setup.plan()
     lock = Path(setup.cfg.project.state_dir) / f"run-{load_plan(plan).plan_id}.lock"
@@ -373,7 +374,7 @@ def test_a_second_concurrent_run_of_the_same_plan_is_refused(setup):
 
 def test_a_whole_estate_objects_then_events(estate, gcs_client, emulators):
     """The generated data center end to end through run_plan: every object, then every valid event."""
-    from migrate.provision import provision
+    from migrate.local.provision import provision
 
     cfg = load_config(estate.config_path)
     conn = connect(cfg.project.state_dir)

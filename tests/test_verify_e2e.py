@@ -7,10 +7,10 @@ from pathlib import Path
 from migrate.config import load_config
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
+from migrate.local.provision import provision
 from migrate.planning.planner import make_plan
-from migrate.provision import provision
 from migrate.transfer.run import RunOptions, run_plan
-from migrate.verify import DrainSettings, verify_plan
+from migrate.verification.verify import DrainSettings, verify_plan
 
 FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=300)
 

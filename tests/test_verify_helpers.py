@@ -1,6 +1,6 @@
 """Builds the state a finished `migrate run` leaves behind, without depending on `migrate run`.
 
-A plan (planfile.write_plan + manifest) over a small catalog and one JSONL listener log; the objects
+A plan (plan.write_plan + manifest) over a small catalog and one JSONL listener log; the objects
 uploaded with the GCS client; the events published with a PublisherClient carrying the run's
 attributes; the ledger's items marked done. Tests then break one thing and call verify.
 """
@@ -16,10 +16,10 @@ from migrate import clients
 from migrate.config import Config, load_config
 from migrate.hashing import crc32c_of_bytes
 from migrate.ledger import connect
-from migrate.planning.planfile import Plan, canonical, register_items, write_plan
+from migrate.plan import Plan, canonical, register_items, write_plan
 from migrate.sources.eventlog import iter_records, scan_file, source_attribute
 from migrate.verification.events import DrainSettings
-from migrate.verify import VerifyReport, verify_plan
+from migrate.verification.verify import VerifyReport, verify_plan
 
 # The emulator answers an empty pull right away for short deadlines; two empties in a row end the drain.
 FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=120)

@@ -42,10 +42,12 @@ def _register() -> None:
         cmd_run,
         cmd_status,
         cmd_verify,
+        cmd_worker,
     )
 
     for module in (cmd_inventory, cmd_plan, cmd_preflight, cmd_provision, cmd_run, cmd_verify, cmd_status, cmd_demo):
         module.register(app)
+    cmd_worker.register(app)
 
 
 _register()

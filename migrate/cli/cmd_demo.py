@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Generate a sample data center, start local emulators, then inventory, plan, run and verify."""
-        from migrate.demo import run_demo
+        from migrate.local.demo import run_demo
 
         def on_stage(name: str, result: Any, seconds: float) -> None:
             if as_json:

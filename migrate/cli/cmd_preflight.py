@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
     def preflight(plan: PlanArg = None, config: ConfigOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False):
         """Check that every target bucket and topic exists and is writable before anything moves."""
         from migrate.cli import render
-        from migrate.cli.cmd_verify import resolve_plan_path
+        from migrate.cli.common import resolve_plan_path
         from migrate.config import load_config
-        from migrate.planning.planfile import load_plan
+        from migrate.plan import load_plan
         from migrate.preflight import preflight as run_preflight
         from migrate.preflight import preflight_plan
 

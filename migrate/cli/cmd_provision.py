@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     def provision(target: TargetArg, config: ConfigOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False):
         """Emulator mode: create a plan's buckets, topics and subscriptions (real projects: terraform/)."""
         from migrate.cli import render
-        from migrate.provision import provision as run_provision
+        from migrate.local.provision import provision as run_provision
 
         report = run_provision(tfvars_path(target, config))
         if as_json:

@@ -14,6 +14,7 @@ import typer
 
 from migrate.cli import render
 from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, print_json
+from migrate.cli.engine_opts import EngineOpt, EngineWorkersOpt, SchedulerOpt
 from migrate.cli.progress_view import RunProgress, mode_for
 from migrate.errors import UsageError
 from migrate.units import format_bytes, format_duration, parse_rate
@@ -42,6 +43,9 @@ def register(app: typer.Typer) -> None:
         bwlimit: BwlimitOpt = None,
         allow_drift: DriftOpt = False,
         only: OnlyOpt = "all",
+        engine: EngineOpt = "local",
+        engine_workers: EngineWorkersOpt = None,
+        scheduler: SchedulerOpt = None,
         config: ConfigOpt = None,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -51,7 +55,7 @@ def register(app: typer.Typer) -> None:
         The first Ctrl-C finishes what is in flight and stops; a second one aborts. Either way,
         running the same command again resumes where it stopped.
         """
-        from migrate.cli.cmd_verify import resolve_plan_path
+        from migrate.cli.common import resolve_plan_path
         from migrate.config import load_config
         from migrate.transfer.run import RunOptions, run_plan
 
@@ -62,7 +66,15 @@ def register(app: typer.Typer) -> None:
                 rate = parse_rate(bwlimit)
             except ValueError as exc:
                 raise UsageError(f"--bwlimit: {exc}", "pass a rate such as 50MiB/s, or 0 for unlimited") from None
-        options = RunOptions(workers=workers, bwlimit=rate, allow_drift=allow_drift, kinds=only)
+        options = RunOptions(
+            workers=workers,
+            bwlimit=rate,
+            allow_drift=allow_drift,
+            kinds=only,
+            engine=engine,
+            engine_workers=engine_workers,
+            scheduler=scheduler,
+        )
         stop = threading.Event()
         try:
             with _interrupts(stop, quiet=quiet), RunProgress(mode_for(as_json=as_json, quiet=quiet)) as view:
@@ -147,6 +159,12 @@ def show(doc: dict) -> None:
             ("max possible duplicate events", f"{ev.get('max_possible_duplicates', 0):,}"),
         ]
     rows += [("retries", f"{doc['retries']:,}"), ("elapsed", format_duration(doc["elapsed"]))]
+    eng = doc.get("engine")
+    if eng:
+        rows += [
+            ("dask workers (threads)", f"{eng['workers']} ({eng['threads']})"),
+            ("dask tasks / rerun / workers lost", f"{eng['tasks']:,} / {eng['tasks_rerun']:,} / {eng['workers_lost']}"),
+        ]
     render.table(f"Run {doc['run_id']} of plan {doc['plan']}: {doc['status']}", ["", "value"], rows, right=["value"])
     halted = (doc.get("objects") or {}).get("halted")
     for line in doc.get("warnings") or ():

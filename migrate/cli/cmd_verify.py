@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, print_json
+from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, print_json, resolve_plan_path
 
 PlanArg = Annotated[str, typer.Argument(help="The plan: plans/<name>.plan.json, or just its name.", show_default=False)]
 DeepOpt = Annotated[
@@ -34,14 +33,6 @@ MatchesOpt = Annotated[
 ]
 
 
-def resolve_plan_path(plans_dir: Path, plan: str) -> Path:
-    """A path as given if it exists or looks like a file; else <plans_dir>/<plan>.plan.json."""
-    p = Path(plan)
-    if p.exists() or plan.endswith(".json") or "/" in plan:
-        return p
-    return Path(plans_dir) / f"{plan}.plan.json"
-
-
 def register(app: typer.Typer) -> None:
     @app.command("verify")
     @errors_to_exit
@@ -62,7 +53,7 @@ def register(app: typer.Typer) -> None:
         unexpected events. Writes plans/<name>.verify.json, .verify.md and .verify.txt (one line per problem)."""
         from migrate.cli import render
         from migrate.config import load_config
-        from migrate.verify import DrainSettings, raise_for_report, verify_plan
+        from migrate.verification.verify import DrainSettings, raise_for_report, verify_plan
 
         cfg = load_config(config, check_roots=False)
         path = resolve_plan_path(cfg.project.plans_dir, plan)

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -47,3 +48,11 @@ def errors_to_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def resolve_plan_path(plans_dir: Path, plan: str) -> Path:
+    """A path as given if it exists or looks like a file; else <plans_dir>/<plan>.plan.json."""
+    p = Path(plan)
+    if p.exists() or plan.endswith(".json") or "/" in plan:
+        return p
+    return Path(plans_dir) / f"{plan}.plan.json"

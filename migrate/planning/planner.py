@@ -5,10 +5,10 @@ classified files, and the manifest (a generator over an ordered SQL query). Noth
 on the clock, so the same inventory, config and destination give byte-identical files.
 
 Files written to project.plans_dir:
-  <name>.plan.json       planfile.write_plan; header adds snapshot_id, config_digest, project, targets
+  <name>.plan.json       plan.write_plan; header adds snapshot_id, config_digest, project, targets
                          {"buckets", "topics"}, bucket_storage_classes, service_account_id,
                          inventory_hashed, skipped {"file", "sha256", "items"} and summary
-  <name>.manifest.jsonl  the planfile item fields, plus
+  <name>.manifest.jsonl  the migrate.plan item fields, plus
                            object: "overwrite" (bool; true only under conflict_policy = overwrite for an
                                    object that exists with other content: do not use if_generation_match=0)
                                    and, when true, "replace_generation" (the generation listed at plan time)
@@ -35,9 +35,9 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import PlanError, UsageError
 from migrate.ledger import latest_snapshot
+from migrate.plan import canonical, plan_paths, write_plan, write_text_atomic
 from migrate.planning import appended, diff, listing, summary
 from migrate.planning.batching import assign_batches
-from migrate.planning.planfile import canonical, plan_paths, write_plan, write_text_atomic
 from migrate.planning.report import render_report
 from migrate.planning.tfvars import bucket_storage_classes, build_tfvars, tfvars_json
 from migrate.progress import Event, Reporter, null_reporter

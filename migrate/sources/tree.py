@@ -49,69 +49,84 @@ def walk(source: CatalogSource, stats: WalkStats | None = None) -> Iterator[Entr
     stack: list[tuple[bytes, bytes]] = [(root, b"")]
     while stack:
         abs_dir, rel_dir = stack.pop()
-        stats.dirs += 1
+        yield from scan_dir(source, abs_dir, rel_dir, stack, stats, flt, visited)
+
+
+def scan_dir(
+    source: CatalogSource,
+    abs_dir: bytes,
+    rel_dir: bytes,
+    stack: list[tuple[bytes, bytes]],
+    stats: WalkStats,
+    flt: PathFilter | None = None,
+    visited: set[tuple[int, int]] | None = None,
+) -> Iterator[Entry]:
+    """One directory of walk(): yield its entries, push its subdirectories onto `stack` (in reverse)."""
+    flt = flt if flt is not None else PathFilter(source.include, source.exclude)
+    visited = visited if visited is not None else set()
+    stats.dirs += 1
+    try:
+        with os.scandir(abs_dir) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield _anomaly(rel_dir or b".", abs_dir, f"directory cannot be read: {exc.strerror}")
+        return
+    subdirs: list[tuple[bytes, bytes]] = []
+    for entry in entries:
+        rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
         try:
-            with os.scandir(abs_dir) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            is_link = entry.is_symlink()
+            is_dir = entry.is_dir(follow_symlinks=source.follow_symlinks)
         except OSError as exc:
-            yield _anomaly(rel_dir or b".", abs_dir, f"directory cannot be read: {exc.strerror}")
+            yield _anomaly(rel, entry.path, f"cannot stat: {exc.strerror}")
             continue
-        subdirs: list[tuple[bytes, bytes]] = []
-        for entry in entries:
-            rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
-            try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir(follow_symlinks=source.follow_symlinks)
-            except OSError as exc:
-                yield _anomaly(rel, entry.path, f"cannot stat: {exc.strerror}")
-                continue
-            text = _decode(rel)
-            if is_link and not source.follow_symlinks:
-                # a directory symlink is recorded whatever the globs say: what lies behind it is unknown
-                to_dir = os.path.isdir(entry.path)  # False for a loop or a dangling link
-                if to_dir or text is None or flt.wants(text):
-                    what = "symlink to a directory not followed" if to_dir else "symlink not followed"
-                    yield Entry(display_name(rel), "symlink", entry.path, reason=what)
-                else:
-                    stats.excluded += 1
-                continue
-            if is_dir:
-                if text is not None and flt.prunes(text):
-                    stats.excluded += 1
-                    continue
-                if source.follow_symlinks:
-                    try:
-                        dst = os.stat(entry.path)
-                    except OSError as exc:
-                        yield _anomaly(rel, entry.path, f"cannot follow symlink: {exc.strerror}")
-                        continue
-                    key = (dst.st_dev, dst.st_ino)
-                    if key in visited:
-                        yield _anomaly(rel, entry.path, "symlink loop: directory already visited")
-                        continue
-                    visited.add(key)
-                subdirs.append((entry.path, rel))
-                continue
-            if text is not None and not flt.wants(text):
+        text = _decode(rel)
+        if is_link and not source.follow_symlinks:
+            # a directory symlink is recorded whatever the globs say: what lies behind it is unknown
+            to_dir = os.path.isdir(entry.path)  # False for a loop or a dangling link
+            if to_dir or text is None or flt.wants(text):
+                what = "symlink to a directory not followed" if to_dir else "symlink not followed"
+                yield Entry(display_name(rel), "symlink", entry.path, reason=what)
+            else:
+                stats.excluded += 1
+            continue
+        if is_dir:
+            if text is not None and flt.prunes(text):
                 stats.excluded += 1
                 continue
-            if text is None:
-                yield _anomaly(rel, entry.path, "name is not valid UTF-8; rename the file")
-                continue
-            try:
-                st = entry.stat(follow_symlinks=source.follow_symlinks)
-            except OSError as exc:
-                yield _anomaly(rel, entry.path, f"cannot stat: {exc.strerror}")
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                yield _anomaly(rel, entry.path, f"not a regular file ({_kind(st.st_mode)})", st)
-                continue
-            problem = object_name_problem(source.prefix + text)
-            if problem:
-                yield _anomaly(rel, entry.path, problem, st)
-                continue
-            yield Entry(text, "file", entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
-        stack.extend(reversed(subdirs))
+            if source.follow_symlinks:
+                try:
+                    dst = os.stat(entry.path)
+                except OSError as exc:
+                    yield _anomaly(rel, entry.path, f"cannot follow symlink: {exc.strerror}")
+                    continue
+                key = (dst.st_dev, dst.st_ino)
+                if key in visited:
+                    yield _anomaly(rel, entry.path, "symlink loop: directory already visited")
+                    continue
+                visited.add(key)
+            subdirs.append((entry.path, rel))
+            continue
+        if text is not None and not flt.wants(text):
+            stats.excluded += 1
+            continue
+        if text is None:
+            yield _anomaly(rel, entry.path, "name is not valid UTF-8; rename the file")
+            continue
+        try:
+            st = entry.stat(follow_symlinks=source.follow_symlinks)
+        except OSError as exc:
+            yield _anomaly(rel, entry.path, f"cannot stat: {exc.strerror}")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            yield _anomaly(rel, entry.path, f"not a regular file ({_kind(st.st_mode)})", st)
+            continue
+        problem = object_name_problem(source.prefix + text)
+        if problem:
+            yield _anomaly(rel, entry.path, problem, st)
+            continue
+        yield Entry(text, "file", entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
+    stack.extend(reversed(subdirs))
 
 
 def _decode(rel: bytes) -> str | None:

@@ -9,7 +9,7 @@ Every create is conditional: `ifGenerationMatch=0` (or the generation a plan mea
 so a retry or a re-run can never write a second generation; a 412 is answered by the caller,
 who compares the existing object's CRC32C. The CRC32C goes into the upload's metadata, and GCS
 rejects the upload if the bytes it received do not match it; the response's CRC32C is checked
-too (fake-gcs-server does not validate). A streamed body (see FileBody) withholds its last
+too (fake-gcs-server does not validate). A streamed body (migrate.sources.filebody) withholds its last
 block until a final check on the bytes read passes, so a file that changed while it was read
 aborts the request and leaves no object behind.
 
@@ -24,11 +24,10 @@ import json
 import mimetypes
 import os
 import secrets
-import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import google_crc32c
@@ -46,7 +45,6 @@ PARTS_PREFIX = ".migrate-parts/"
 MTIME_KEY = "goog-reserved-file-mtime"  # seconds since the epoch, as gsutil and rclone write it
 PLAN_KEY = "migrate-plan-id"
 MAX_COMPOSE = 32  # sources per compose request
-READ_CHUNK = 1024 * 1024
 _OBJECT_FIELDS = "name,size,crc32c,generation"
 _LIST_FIELDS = "items(name,size,crc32c,generation),nextPageToken"
 # commas (the fields masks) stay literal: a query with no %-escapes takes urllib3's fast path,
@@ -57,20 +55,20 @@ Row = tuple[str, int, str | None, int]
 _CONTENT_TYPES = {".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
 
 
-class SourceChanged(Exception):
-    """The file on disk is not the file the inventory saw (size, mtime, inode or content)."""
+class StreamedBody(Protocol):
+    """A request body read as it is sent (migrate.sources.filebody.FileBody).
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    insert() sets the multipart framing `head` and `tail`; after a complete iteration `crc` holds
+    the CRC32C (int) of the bytes streamed between them.
+    """
 
+    head: bytes
+    tail: bytes
+    crc: int | None
 
-class SourceReadError(Exception):
-    """A file could not be read while streaming it (not an OSError, so no layer takes it for a network error)."""
+    def __len__(self) -> int: ...
 
-
-class Aborted(Exception):
-    """The run was aborted (second Ctrl-C) while this request was streaming."""
+    def __iter__(self) -> Iterator[bytes]: ...
 
 
 class TransportCorruption(ConnectionError):
@@ -103,143 +101,6 @@ def object_metadata(mtime_ns: int, plan_id: str) -> dict[str, str]:
 
 def part_prefix(plan_id: str, seq: int) -> str:
     return f"{PARTS_PREFIX}{plan_id}/{seq}/"
-
-
-# --- CRC32C of a concatenation (composite objects) ---------------------------------------------
-
-_CASTAGNOLI_REFLECTED = 0x82F63B78
-
-
-def _gf2_times(mat: Sequence[int], vec: int) -> int:
-    total = 0
-    i = 0
-    while vec:
-        if vec & 1:
-            total ^= mat[i]
-        vec >>= 1
-        i += 1
-    return total
-
-
-def _gf2_compose(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    """The operator 'apply b, then a'."""
-    return tuple(_gf2_times(a, col) for col in b)
-
-
-@lru_cache(maxsize=64)
-def _zeros_operator(nbytes: int) -> tuple[int, ...]:
-    """The GF(2) operator that advances a CRC32C register over nbytes zero bytes."""
-    op: tuple[int, ...] = (_CASTAGNOLI_REFLECTED, *(1 << n for n in range(31)))  # one zero bit
-    for _ in range(3):  # 8 zero bits
-        op = _gf2_compose(op, op)
-    result: tuple[int, ...] = tuple(1 << n for n in range(32))  # identity
-    while nbytes:
-        if nbytes & 1:
-            result = _gf2_compose(op, result)
-        nbytes >>= 1
-        if nbytes:
-            op = _gf2_compose(op, op)
-    return result
-
-
-def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
-    """CRC32C of A+B from crc(A), crc(B) and len(B) (as zlib's crc32_combine)."""
-    if len2 == 0:
-        return crc1
-    return _gf2_times(_zeros_operator(len2), crc1) ^ crc2
-
-
-def crc32c_concat(parts: Sequence[tuple[int, int]]) -> int:
-    """CRC32C of the concatenation of parts given as (crc, length)."""
-    total = 0
-    for crc, length in parts:
-        total = crc32c_combine(total, crc, length)
-    return total
-
-
-# --- streamed request bodies -----------------------------------------------------------------
-
-
-class FileBody:
-    """[offset, offset+length) of a file as a request body, hashed and throttled as it is read.
-
-    Iterating reopens the file (a re-sent request streams it again). The last block is handed
-    to the connection only after `final_check(crc)` passed; if that raises (or the file is
-    shorter than expected, or `abort` is set), the request dies mid-body and GCS creates nothing.
-    After a complete iteration `crc` holds the CRC32C (int) of the bytes read.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        offset: int,
-        length: int,
-        *,
-        throttle: Callable[[int], object],
-        on_bytes: Callable[[int], None],
-        abort: threading.Event,
-        final_check: Callable[[int], None] | None = None,
-        chunk: int = READ_CHUNK,
-    ) -> None:
-        self.path = path
-        self.offset = offset
-        self.length = length
-        self.throttle = throttle
-        self.on_bytes = on_bytes
-        self.abort = abort
-        self.final_check = final_check
-        self.chunk = chunk
-        self.head = b""
-        self.tail = b""
-        self.crc: int | None = None
-        self.sent = 0  # file bytes handed to the connection by the latest iteration
-
-    def __len__(self) -> int:
-        return len(self.head) + self.length + len(self.tail)
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.crc = None
-        self.sent = 0
-        yield self.head
-        crc = 0
-        withheld = b""
-        try:
-            fh = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed below; reads need the OSError mapping)
-        except FileNotFoundError:
-            raise SourceChanged("deleted since inventory") from None
-        except OSError as exc:
-            raise SourceReadError(f"cannot read {self.path}: {exc.strerror}") from None
-        with fh:
-            if self.offset:
-                fh.seek(self.offset)
-            remaining = self.length
-            while remaining > 0:
-                if self.abort.is_set():
-                    raise Aborted("run aborted")
-                try:
-                    block = fh.read(min(self.chunk, remaining))
-                except OSError as exc:
-                    raise SourceReadError(f"cannot read {self.path}: {exc.strerror}") from None
-                if not block:
-                    raise SourceChanged(f"file shrank while reading: {self.length - remaining} of {self.length} bytes")
-                remaining -= len(block)
-                crc = google_crc32c.extend(crc, block)
-                self.throttle(len(block))
-                if withheld:
-                    yield withheld
-                    self._sent(len(withheld))
-                withheld = block
-        if self.final_check is not None:
-            self.final_check(crc)
-        self.crc = crc
-        if withheld:
-            yield withheld
-            self._sent(len(withheld))
-        yield self.tail
-
-    def _sent(self, n: int) -> None:
-        self.sent += n
-        self.on_bytes(n)
 
 
 # --- the API -----------------------------------------------------------------------------------
@@ -286,7 +147,7 @@ class Gcs:
     def __init__(self, client, *, timeout: float = 60.0, connect_timeout: float = 10.0, pool_size: int = 32) -> None:
         from google.auth.transport.urllib3 import AuthorizedHttp
 
-        base = client._connection.API_BASE_URL.rstrip("/")
+        base = client.api_endpoint.rstrip("/")
         self.api = f"{base}/storage/v1"
         self.upload_api = f"{base}/upload/storage/v1"
         self.http = AuthorizedHttp(
@@ -321,7 +182,7 @@ class Gcs:
         self,
         bucket: str,
         name: str,
-        body: bytes | FileBody,
+        body: bytes | StreamedBody,
         *,
         content_type: str,
         metadata: dict[str, str] | None = None,
@@ -356,7 +217,7 @@ class Gcs:
         tail = f"\r\n--{boundary}--\r\n".encode("ascii")
         if isinstance(body, bytes):
             # small bodies are joined (one send); big ones go as three chunks, never copied
-            data: bytes | tuple | FileBody = head + body + tail if len(body) < 65536 else (head, body, tail)
+            data: bytes | tuple | StreamedBody = head + body + tail if len(body) < 65536 else (head, body, tail)
             length = len(head) + len(body) + len(tail)
         else:
             body.head, body.tail = head, tail
@@ -372,7 +233,7 @@ class Gcs:
             headers={"Content-Type": f'multipart/related; boundary="{boundary}"', "Content-Length": str(length)},
         )
         info = ObjectInfo.from_json(doc)
-        if sent_crc is None and isinstance(body, FileBody) and body.crc is not None:
+        if sent_crc is None and not isinstance(body, bytes) and body.crc is not None:
             sent_crc = crc32c_b64(body.crc)
         if sent_crc is not None and info.crc32c is not None and info.crc32c != sent_crc:
             self.delete(bucket, name, generation=info.generation)

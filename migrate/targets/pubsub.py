@@ -40,8 +40,8 @@ import grpc
 from google.api_core import exceptions as gexc
 
 from migrate.config import PubSubConfig, TransferConfig
+from migrate.ratelimit import TokenBucket
 from migrate.retry import retrying
-from migrate.transfer.bandwidth import TokenBucket
 
 DEFAULT_LANES = 6
 DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024

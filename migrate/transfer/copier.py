@@ -3,7 +3,7 @@
 Before anything is sent, the source is checked against the inventory: size, mtime and inode
 from fstat, then the CRC32C of the bytes actually read. A mismatch raises SourceChanged and
 nothing is created: small files are read and checked before the request; streamed ones
-withhold their last block until the check passed (targets.gcs.FileBody).
+withhold their last block until the check passed (sources.filebody.FileBody).
 
 Large files (size >= transfer.large_file_threshold) use parallel composite uploads rather
 than resumable uploads:
@@ -34,22 +34,11 @@ import google_crc32c
 from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
-from migrate.hashing import crc32c_b64
+from migrate.hashing import crc32c_b64, crc32c_concat
 from migrate.progress import Event, Reporter
 from migrate.retry import describe, is_retryable, retrying
-from migrate.targets.gcs import (
-    MAX_COMPOSE,
-    Aborted,
-    FileBody,
-    Gcs,
-    ObjectInfo,
-    SourceChanged,
-    SourceReadError,
-    content_type,
-    crc32c_concat,
-    object_metadata,
-    part_prefix,
-)
+from migrate.sources.filebody import Aborted, FileBody, SourceChanged, SourceReadError
+from migrate.targets.gcs import MAX_COMPOSE, Gcs, ObjectInfo, content_type, object_metadata, part_prefix
 
 IN_MEMORY_MAX = 8 * 1024 * 1024  # files up to this size are read whole, checked, then sent
 MAX_PARTS = MAX_COMPOSE * MAX_COMPOSE  # two levels of compose

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 from migrate.config import Config
 from migrate.ledger import now, transaction
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe, is_retryable
-from migrate.targets.gcs import PARTS_PREFIX, Aborted, Gcs, SourceChanged, SourceReadError
+from migrate.sources.filebody import Aborted, SourceChanged, SourceReadError
+from migrate.targets.gcs import PARTS_PREFIX, Gcs
 from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
 from migrate.transfer.executor import BoundedExecutor, Done
 
@@ -113,12 +114,12 @@ def _page(conn, cfg: Config, plan_id: str, page: list[dict], counts: Counter) ->
     rows = {
         r[0]: (r[1], r[2])
         for r in conn.execute(
-            "SELECT seq, state, upload_url FROM items WHERE plan_id=? AND seq BETWEEN ? AND ?",
+            "SELECT seq, state, upload_state FROM items WHERE plan_id=? AND seq BETWEEN ? AND ?",
             (plan_id, page[0]["seq"], page[-1]["seq"]),
         )
     }
     for it in page:
-        state, upload_url = rows.get(it["seq"], ("pending", None))
+        state, upload_state = rows.get(it["seq"], ("pending", None))
         if state not in RETRYABLE_STATES:
             counts[state] += 1
             continue
@@ -136,7 +137,7 @@ def _page(conn, cfg: Config, plan_id: str, page: list[dict], counts: Counter) ->
             crc32c=it.get("crc32c"),
             storage_class=it.get("storage_class"),
             replace_generation=it.get("replace_generation") if it.get("overwrite") else None,
-            upload_state=_parse_state(upload_url),
+            upload_state=_parse_state(upload_state),
         )
 
 
@@ -156,7 +157,7 @@ def _parse_state(text: str | None) -> dict | None:
 class LedgerBatch:
     _FINAL = (
         "UPDATE items SET state=?, generation=COALESCE(?, generation), crc32c=COALESCE(crc32c, ?), last_error=?,"
-        " attempts=attempts+1, retries=retries+?, upload_url=CASE WHEN ? THEN NULL ELSE upload_url END,"
+        " attempts=attempts+1, retries=retries+?, upload_state=CASE WHEN ? THEN NULL ELSE upload_state END,"
         " updated_at=? WHERE plan_id=? AND seq=?"
     )
     _RETRIES = "UPDATE items SET retries=retries+?, updated_at=? WHERE plan_id=? AND seq=?"
@@ -196,7 +197,7 @@ class LedgerBatch:
     def set_upload_state(self, seq: int, state: dict) -> None:
         """Written at once: a composite upload's resume state must exist before its first part."""
         self.conn.execute(
-            "UPDATE items SET upload_url=?, updated_at=? WHERE plan_id=? AND seq=?",
+            "UPDATE items SET upload_state=?, updated_at=? WHERE plan_id=? AND seq=?",
             (json.dumps(state, sort_keys=True), now(), self.plan_id, seq),
         )
 
@@ -465,7 +466,7 @@ def sweep_parts(conn, gcs: Gcs, plan_id: str, threshold: int) -> int:
         r[0]
         for r in conn.execute(
             "SELECT DISTINCT bucket FROM items WHERE plan_id=? AND kind='object'"
-            " AND (size >= ? OR upload_url IS NOT NULL)",
+            " AND (size >= ? OR upload_state IS NOT NULL)",
             (plan_id, threshold),
         )
     ]

@@ -30,12 +30,12 @@ from dataclasses import asdict, dataclass, field
 from migrate.config import Config, ListenerSource
 from migrate.errors import SourceError
 from migrate.ledger import now, transaction
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter
+from migrate.quarantine import Quarantine
 from migrate.retry import describe
 from migrate.sources.eventlog import Record, iter_records, only_appended, source_attribute
 from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
-from migrate.transfer.quarantine import Quarantine
 
 COMMIT_EVERY = 1000  # records read between watermark commits (at most)
 COMMIT_INTERVAL = 0.5  # seconds between watermark commits while acks arrive

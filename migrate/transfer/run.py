@@ -19,17 +19,17 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrate.config import Config
 from migrate.errors import PlanError, UsageError
 from migrate.ledger import connect, latest_snapshot, now
-from migrate.planning.planfile import Plan, drift, load_plan, register_items
+from migrate.plan import Plan, drift, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
+from migrate.ratelimit import limiter
 from migrate.retry import describe
-from migrate.transfer.bandwidth import limiter
 from migrate.transfer.objects import ObjectsSummary, concurrency, copy_objects, sweep_parts
 
 KINDS = ("all", "objects", "events")
@@ -44,6 +44,9 @@ class RunOptions:
     allow_drift: bool = False
     kinds: str = "all"  # all | objects | events
     skip_preflight: bool = False
+    engine: str = "local"  # local | dask (migrate/engine/)
+    engine_workers: int | None = None  # dask LocalCluster processes (None: [engine] workers, else one per core)
+    scheduler: str | None = None  # dask: an existing scheduler (None: [engine] scheduler, else a LocalCluster)
 
 
 @dataclass
@@ -61,6 +64,7 @@ class RunSummary:
     not_copied: int = 0  # items of the plan in state source-changed or conflict, from any run
     preflight_retries: int = 0  # transient errors retried while checking the targets before the run
     warnings: list[str] = field(default_factory=list)
+    engine: dict | None = None  # the dask engine's section: workers, per-worker items and bytes, reruns
 
     @property
     def failed(self) -> bool:
@@ -87,7 +91,7 @@ class RunSummary:
             "parts_deleted": self.parts_deleted,
             "not_copied": self.not_copied,
             "warnings": self.warnings,
-        }
+        } | ({"engine": self.engine} if self.engine is not None else {})
 
 
 def run_plan(
@@ -103,13 +107,17 @@ def run_plan(
     if options.kinds not in KINDS:
         raise UsageError(f"unknown kind {options.kinds!r}", f"use one of {', '.join(KINDS)}")
     stop = stop if stop is not None else threading.Event()
+    if options.engine != "local":
+        from migrate.engine import check_engine
+
+        check_engine(options.engine)
     plan = load_plan(plan_path)
     conn = connect(cfg.project.state_dir)
     try:
-        with _plan_lock(Path(cfg.project.state_dir), plan):
+        with _plan_lock(Path(cfg.project.state_dir), plan), ExitStack() as closing:
             # a 'running' row whose lock is free belongs to a run that was killed
             conn.execute("UPDATE runs SET status='killed' WHERE plan_id=? AND status='running'", (plan.plan_id,))
-            return _run(conn, cfg, plan, options, report, stop, gcs_client)
+            return _run(conn, cfg, plan, options, report, stop, gcs_client, closing)
     finally:
         conn.close()
 
@@ -132,7 +140,9 @@ def _plan_lock(state_dir: Path, plan: Plan) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, stop, gcs_client) -> RunSummary:
+def _run(
+    conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, stop, gcs_client, closing: ExitStack
+) -> RunSummary:
     check_identity(conn, plan)
     if not options.allow_drift:
         check_drift(conn, plan)
@@ -145,6 +155,7 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
         checked.raise_for_errors()
         preflight_retries = checked.retries
     register_items(conn, plan)
+    engine = _open_engine(conn, cfg, plan, options, closing) if options.engine == "dask" else None
 
     workers = max(1, options.workers or cfg.transfer.workers)
     bwlimit = cfg.transfer.bandwidth_limit if options.bwlimit is None else options.bwlimit
@@ -155,18 +166,25 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     )
     report(Event("start", data=totals(conn, plan, options.kinds)))
     abort = threading.Event()
+    if engine is not None:
+        engine.start_run(run_id)
+        summary.workers = engine.slots
     try:
         if options.kinds in ("all", "objects"):
-            summary.objects = _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary)
+            summary.objects = _objects(
+                conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary, engine
+            )
         halted = bool(summary.objects and summary.objects.halted)
         if options.kinds in ("all", "events") and not stop.is_set() and not halted:
-            summary.events = _events(conn, cfg, plan, run_id, report, stop)
+            summary.events = _events(conn, cfg, plan, run_id, report, stop, engine)
     except BaseException:
         summary.status = "interrupted"
         summary.elapsed = time.monotonic() - started
         _close_run(conn, summary)
         raise
     summary.elapsed = time.monotonic() - started
+    if engine is not None:
+        summary.engine = engine.stats.to_dict()
     summary.not_copied = conn.execute(
         "SELECT COUNT(*) FROM items WHERE plan_id=? AND state IN ('source-changed', 'conflict')", (plan.plan_id,)
     ).fetchone()[0]
@@ -176,7 +194,21 @@ def _run(conn, cfg: Config, plan: Plan, options: RunOptions, report: Reporter, s
     return summary
 
 
-def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary) -> ObjectsSummary | None:
+def _open_engine(conn, cfg: Config, plan: Plan, options: RunOptions, closing: ExitStack):
+    """Connect the Dask engine (closed with the run) and refuse a plan whose sources no worker mounts."""
+    from migrate.engine import pending_sources
+    from migrate.engine.dask_run import DaskEngine
+
+    engine = closing.enter_context(
+        DaskEngine(cfg, plan.plan_id, workers=options.engine_workers, scheduler=options.scheduler)
+    )
+    engine.require_mounts(pending_sources(conn, plan.plan_id, options.kinds))
+    return engine
+
+
+def _objects(
+    conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary, engine=None
+) -> ObjectsSummary | None:
     has = conn.execute(
         "SELECT 1 FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending','failed') LIMIT 1",
         (plan.plan_id,),
@@ -198,7 +230,34 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
-    result = copy_objects(
+    if engine is not None:
+        from migrate.engine.dask_objects import copy_objects_dask
+
+        result = copy_objects_dask(
+            conn,
+            cfg,
+            plan,
+            engine,
+            run_id=summary.run_id,
+            bwlimit=bwlimit,
+            report=report,
+            stop=stop,
+            summary=summary.objects,
+        )
+    else:
+        result = _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary)
+    if result.halted:
+        summary.warnings.append(result.halted)
+    if not stop.is_set() and not result.halted:
+        try:
+            summary.parts_deleted = sweep_parts(conn, gcs, plan.plan_id, cfg.transfer.large_file_threshold)
+        except Exception as exc:  # leftover parts are swept again by the next run
+            summary.warnings.append(f"could not sweep composite-upload parts: {describe(exc)}")
+    return result
+
+
+def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary) -> ObjectsSummary:
+    return copy_objects(
         conn,
         cfg,
         plan,
@@ -210,17 +269,9 @@ def _objects(conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client,
         abort=abort,
         summary=summary.objects,
     )
-    if result.halted:
-        summary.warnings.append(result.halted)
-    if not stop.is_set() and not result.halted:
-        try:
-            summary.parts_deleted = sweep_parts(conn, gcs, plan.plan_id, cfg.transfer.large_file_threshold)
-        except Exception as exc:  # leftover parts are swept again by the next run
-            summary.warnings.append(f"could not sweep composite-upload parts: {describe(exc)}")
-    return result
 
 
-def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop) -> dict | None:
+def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, engine=None) -> dict | None:
     rows = conn.execute(
         "SELECT * FROM items WHERE plan_id=? AND kind='events' AND state IN ('pending','failed') ORDER BY seq",
         (plan.plan_id,),
@@ -230,6 +281,10 @@ def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop) 
     from migrate.transfer.replay import replay_events
 
     report(Event("phase", name="replaying events"))
+    if engine is not None:
+        from migrate.engine.dask_events import replay_events_dask
+
+        return replay_events_dask(conn, cfg, plan, rows, engine, run_id=run_id, report=report, stop=stop).to_dict()
     return replay_events(conn, cfg, plan, rows, run_id=run_id, report=report, stop=stop).to_dict()
 
 

@@ -1,7 +1,8 @@
 """The pieces of `migrate verify`: object listing check, deep re-hash, event drain and compare, report files.
 
-`migrate.verify.verify_plan` wires them together; each module here does one thing:
+`verify.py` wires them together (`verify_plan`); every other module here does one thing:
 
+  verify.py    verify_plan: load the plan, run the checks below, write the report
   model.py     the result dataclasses (what the JSON report contains)
   problems.py  the line-per-problem listing (`+`/`*`/`-`/`!`/`=`), sorted on disk in SQLite
   objects.py   list each bucket+prefix once into a TEMP table, join with the plan's items

@@ -33,7 +33,7 @@ from migrate.errors import SourceError, TargetError
 from migrate.hashing import IdDigest, id_hash, signed64
 from migrate.ledger import transaction
 from migrate.names import verification_subscription
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe, retrying
 from migrate.verification.model import Drain, EventSourceResult

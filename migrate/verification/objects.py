@@ -1,7 +1,7 @@
 """Objects: list each bucket+prefix once into a TEMP table, then join it with what the plan expects.
 
 What is expected at the destination:
-  - the manifest's object items (loaded into `items` by planfile.register_items, which also carries
+  - the manifest's object items (loaded into `items` by plan.register_items, which also carries
     the run's state per item: failed / source-changed / conflict are reported as run problems);
   - the plan's skipped entries that say the destination already has them ('already-migrated',
     'completed-earlier'); skipped conflicts are reported as conflicts; other skipped entries
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from migrate.config import TransferConfig
 from migrate.errors import PlanError
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
 from migrate.targets.gcs import list_pages, listing_roots

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from migrate.planning.planfile import write_text_atomic
+from migrate.plan import write_text_atomic
 from migrate.units import format_bytes, format_duration
 from migrate.verification.model import EventSourceResult, VerifyReport
 

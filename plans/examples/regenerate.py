@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 from migrate.config import load_config
-from migrate.datagen import generate
-from migrate.emulators import start_gcs
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
+from migrate.local.datagen import generate
+from migrate.local.emulators import start_gcs
 from migrate.planning.planner import make_plan
 
 HERE = Path(__file__).resolve().parent

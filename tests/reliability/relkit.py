@@ -425,7 +425,7 @@ class MixedEstate:
     config: Path
     plans: Path
     ledger: str
-    truth: object  # migrate.datagen.Estate, with the large files added to its audio numbers
+    truth: object  # migrate.local.datagen.Estate, with the large files added to its audio numbers
     topic: str
     buckets: list[str]
 
@@ -453,7 +453,8 @@ def mixed_estate(
     import random
     import uuid
 
-    from migrate import clients, datagen, names
+    from migrate import clients, names
+    from migrate.local import datagen
 
     tag = f"m{uuid.uuid4().hex[:10]}"
     root = tmp_path / "dc"

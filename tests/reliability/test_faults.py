@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import pytest
+from procgroup import freeze, thaw
 from relkit import (
     assert_no_traceback,
     create_audit_subscription,
@@ -25,7 +26,7 @@ from relkit import (
 )
 
 from migrate import clients
-from migrate.emulators import start_gcs, start_pubsub
+from migrate.local.emulators import start_gcs, start_pubsub
 
 PLAN = "f1"
 
@@ -213,9 +214,9 @@ def test_pubsub_frozen_past_publish_timeout_recovers_exactly(tmp_path, emulators
                 return 0
 
         _wait_for(lambda: published() >= est.truth.events() // 4, proc)
-        ps.freeze()
+        freeze(ps)
         time.sleep(5.0)  # past publish_timeout = 2 s
-        ps.thaw()
+        thaw(ps)
         try:
             proc.wait(timeout=180)
         finally:

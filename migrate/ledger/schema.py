@@ -28,7 +28,7 @@ from pathlib import Path
 
 from migrate.errors import MigrateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: items.upload_url renamed upload_state
 LEDGER_FILE = "ledger.sqlite"
 
 SCHEMA = """
@@ -120,7 +120,7 @@ CREATE TABLE IF NOT EXISTS items(
   retries     INTEGER NOT NULL DEFAULT 0,
   last_error  TEXT,
   generation  INTEGER,
-  upload_url  TEXT,                        -- resumable session, persisted for crash resume
+  upload_state TEXT,                       -- JSON: a large upload's layout, persisted for crash resume
   updated_at  REAL,
   PRIMARY KEY(plan_id, seq)
 );
@@ -217,6 +217,8 @@ def connect(state_dir: Path | str, *, create: bool = True) -> sqlite3.Connection
     return conn
 
 
+# (table, old name, new name) of columns renamed after their table first shipped
+_RENAMED_COLUMNS = (("items", "upload_url", "upload_state"),)
 # (table, column, declaration) of columns added after their table first shipped
 _ADDED_COLUMNS = (
     ("offsets", "resent", "INTEGER NOT NULL DEFAULT 0"),
@@ -226,7 +228,11 @@ _ADDED_COLUMNS = (
 
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
-    # columns added after a table first shipped: older ledgers get them here
+    # columns renamed or added after a table first shipped: older ledgers get them here
+    for table, old, new in _RENAMED_COLUMNS:
+        columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if old in columns and new not in columns:
+            conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
     for table, column, decl in _ADDED_COLUMNS:
         if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
@@ -238,6 +244,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"ledger schema {row[0]} is newer than this migrate ({SCHEMA_VERSION})",
             "upgrade migrate to the version that wrote it",
         )
+    elif int(row[0]) < SCHEMA_VERSION:
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
 
 @contextmanager

@@ -79,10 +79,10 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 def _group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in a process group, read from /proc."""
-    return [pid for pid, _ in _group_states(pgid)]
+    return [pid for pid, _ in group_states(pgid)]
 
 
-def _group_states(pgid: int) -> list[tuple[int, str]]:
+def group_states(pgid: int) -> list[tuple[int, str]]:
     """(pid, state letter) of the live (non-zombie) processes in a process group."""
     members = []
     for entry in os.scandir("/proc"):
@@ -354,26 +354,6 @@ class PubSubEmulator:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pgid, sig)
-
-    def freeze(self) -> None:
-        """SIGSTOP the whole group: the emulator stops answering but keeps its connections open.
-
-        Returns once every process of the group is stopped (signal delivery is asynchronous).
-        """
-        self._signal_group(signal.SIGSTOP)
-        self._wait_states(lambda state: state in "Tt")
-
-    def thaw(self) -> None:
-        """SIGCONT the whole group after freeze(); returns once no process of it is stopped."""
-        self._signal_group(signal.SIGCONT)
-        self._wait_states(lambda state: state not in "Tt")
-
-    def _wait_states(self, ok) -> None:
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while self._pgid is not None and time.monotonic() < deadline:
-            if all(ok(state) for _, state in _group_states(self._pgid)):
-                return
-            time.sleep(0.01)
 
     def stop(self) -> None:
         """Terminate the whole process group (gcloud and its java child); SIGKILL what remains."""

@@ -54,14 +54,14 @@ def run_demo(
     run_progress: Callable[[], AbstractContextManager[Reporter]] | None = None,
 ) -> DemoResult:
     from migrate.config import load_config
-    from migrate.datagen import generate
-    from migrate.emulators import local_emulators
     from migrate.inventory import run_inventory
     from migrate.ledger import connect
+    from migrate.local.datagen import generate
+    from migrate.local.emulators import local_emulators
+    from migrate.local.provision import provision
     from migrate.planning.planner import make_plan
-    from migrate.provision import provision
     from migrate.transfer.run import RunOptions, run_plan
-    from migrate.verify import verify_plan
+    from migrate.verification.verify import verify_plan
 
     stage = on_stage or (lambda name, result, seconds: None)
     workdir = Path(workdir).resolve()

@@ -17,7 +17,7 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import VerificationFailed
 from migrate.ledger import connect
-from migrate.planning.planfile import Plan, load_plan, register_items
+from migrate.plan import Plan, load_plan, register_items
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
 from migrate.verification import deep as deep_check

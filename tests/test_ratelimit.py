@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from migrate.transfer.bandwidth import TokenBucket, Unlimited, limiter
+from migrate.ratelimit import TokenBucket, Unlimited, limiter
 
 MIB = 1024 * 1024
 

@@ -1,0 +1,252 @@
+"""What runs on a Dask worker: one plugin per process, module-level task functions, no ledger.
+
+The plugin holds what a worker process keeps between tasks: the GCS client (one connection
+pool for every thread), the Pub/Sub publisher client, and an abort flag. Task functions take
+picklable inputs (batches of items, never one task per file) and return per-item outcomes; the
+driver alone writes them to the ledger. Workers talk back while a task runs only through
+throttled `log_event` messages on the run's topic (progress, acknowledged event prefixes).
+
+A task first checks the run's fence, a distributed Variable holding the run id the driver set
+when it started: a task of an earlier run (its driver was killed, the scheduler lives on) finds
+another run id there and publishes nothing more.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from distributed import Variable, WorkerPlugin, get_worker
+
+from migrate.config import Config
+from migrate.engine.leases import held
+from migrate.progress import Event
+from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
+
+PROGRESS_INTERVAL = 0.5  # seconds between a task's progress messages
+FENCE_TIMEOUT = 10.0
+
+
+def plugin_name(plan_id: str) -> str:
+    return f"migrate-{plan_id}"
+
+
+def fence_name(plan_id: str) -> str:
+    return f"migrate-fence-{plan_id}"
+
+
+def topic_name(plan_id: str) -> str:
+    return f"migrate-{plan_id}"
+
+
+class MigratePlugin(WorkerPlugin):
+    """Per worker process: clients and settings shared by every task of one plan's run."""
+
+    def __init__(self, cfg: Config, plan_id: str) -> None:
+        self.cfg = cfg
+        self.plan_id = plan_id
+        self.name = plugin_name(plan_id)
+        self._lock = threading.Lock()
+        self._gcs = None
+        self._publisher = None
+
+    def __getstate__(self) -> dict:
+        return {"cfg": self.cfg, "plan_id": self.plan_id}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["cfg"], state["plan_id"])
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+        self.abort = threading.Event()
+
+    def teardown(self, worker) -> None:
+        self.abort.set()
+        if self._publisher is not None:
+            try:
+                self._publisher.transport.close()
+            except Exception:
+                pass
+
+    def gcs(self):
+        with self._lock:
+            if self._gcs is None:
+                from migrate.clients import gcs_client
+                from migrate.targets.gcs import Gcs
+
+                threads = max(1, self.worker.state.nthreads)
+                client = gcs_client(self.cfg.project.id, pool_size=4)
+                self._gcs = Gcs(client, timeout=self.cfg.transfer.timeout, pool_size=threads + 4)
+            return self._gcs
+
+    def publisher_client(self):
+        with self._lock:
+            if self._publisher is None:
+                from migrate.clients import publisher_client
+
+                self._publisher = publisher_client()
+            return self._publisher
+
+
+def current_plugin(plan_id: str) -> MigratePlugin:
+    return get_worker().plugins[plugin_name(plan_id)]
+
+
+class Messages:
+    """A task's channel to the driver: log_event on the run's topic, progress throttled."""
+
+    def __init__(self, plan_id: str, run_id: int, key: str) -> None:
+        self.worker = get_worker()
+        self.topic = topic_name(plan_id)
+        self.run_id = run_id
+        self.key = key
+        self.token = uuid.uuid4().hex[:12]
+        self.sent = 0  # messages sent by this task attempt
+        self.bytes = 0
+        self.retries: list[list[str]] = []
+        self.last = time.monotonic()
+
+    def send(self, kind: str, **fields: Any) -> int:
+        self.sent += 1
+        msg = {"t": kind, "run": self.run_id, "key": self.key, "token": self.token, "n": self.sent, **fields}
+        self.worker.log_event(self.topic, msg)
+        return self.sent
+
+    def start(self) -> None:
+        self.send("start", worker=self.worker.address)
+
+    def __call__(self, event: Event) -> None:
+        """The Reporter given to the copier: bytes and retries, sent at most every PROGRESS_INTERVAL."""
+        if event.kind == "bytes":
+            self.bytes += event.n
+        elif event.kind == "retry":
+            self.retries.append([event.name, str(event.data.get("error", ""))])
+        else:
+            return
+        if time.monotonic() - self.last >= PROGRESS_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        if self.bytes or self.retries:
+            self.send("progress", bytes=self.bytes, retries=self.retries[:20])
+            self.bytes = 0
+            self.retries = []
+
+
+def read_fence(plan_id: str) -> dict:
+    """The run's fence: {"run": the driver's run id, "stop": whether it asked tasks to stop}."""
+    return Variable(fence_name(plan_id)).get(timeout=FENCE_TIMEOUT) or {}
+
+
+def fenced(plan_id: str, run_id: int) -> bool:
+    """True when the fence belongs to another run: this task is an orphan and must publish nothing."""
+    return read_fence(plan_id).get("run") != run_id
+
+
+# --- objects -------------------------------------------------------------------------------------
+
+
+def copy_batch(spec: dict, works: list[Work]) -> dict:
+    """Copy a batch of object items of one source; returns an Outcome per item, in order.
+
+    Every outcome comes from the copier's own entry points, so an item is 'done' only when GCS
+    acknowledged its object (or a 412 found it there with the same CRC32C).
+    """
+    plan_id, run_id = spec["plan_id"], spec["run_id"]
+    p = current_plugin(plan_id)
+    msgs = Messages(plan_id, run_id, spec["key"])
+    msgs.start()
+    if fenced(plan_id, run_id):
+        return {"worker": msgs.worker.address, "token": msgs.token, "fenced": True, "outcomes": []}
+    outcomes: list[Outcome] = []
+    with held(spec.get("bw")) as throttle:
+        copier = Copier(
+            p.gcs(),
+            p.cfg.transfer,
+            plan_id,
+            throttle=throttle or _no_throttle,
+            report=msgs,
+            abort=p.abort,
+        )
+        for w in works:
+            large = w.upload_state is not None or w.size >= max(p.cfg.transfer.large_file_threshold, 1)
+            outcomes.append(copy_large(copier, p.cfg, w) if large else copier.copy_one(w))
+    msgs.flush()
+    return {"worker": msgs.worker.address, "token": msgs.token, "fenced": False, "outcomes": outcomes}
+
+
+def _no_throttle(n: int) -> None:
+    return None
+
+
+def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
+    """One large item inside one task: prepare, its parts one after another, compose.
+
+    The parts and the compose are the copier's, as in the single-process engine; a rerun (this
+    task on another worker) finds the parts an earlier attempt uploaded and re-sends only the rest.
+    """
+    part_size, n_parts = part_layout(w.size, cfg.transfer, w.upload_state)
+    job = LargeJob(w, part_size, n_parts, resumed=w.upload_state is not None)
+    prepared = copier.prepare_large(job)
+    if isinstance(prepared, Outcome):
+        return prepared
+    for index in range(n_parts):
+        part = copier.upload_part(job, index)
+        job.retries += part.retries
+        if part.error is not None:
+            err = part.error
+            outcome = copier._guard(w, lambda retries, err=err: _raise(err))
+            if outcome.state == "source-changed":
+                copier.delete_parts(w, n_parts, [0])
+            outcome.retries += job.retries
+            outcome.uploaded = sum(p.uploaded for p in job.parts.values())
+            return outcome
+        job.parts[index] = part
+    return copier.compose_large(job)
+
+
+def _raise(err: BaseException) -> Outcome:
+    raise err
+
+
+# --- inventory -----------------------------------------------------------------------------------
+
+
+def walk_dirs(source, dirs: list[tuple[bytes, bytes]], limit: int) -> dict:
+    """Walk directories of a catalog source until `limit` entries; returns them and the dirs left."""
+    from migrate.sources.globs import PathFilter
+    from migrate.sources.tree import WalkStats, scan_dir
+
+    stats = WalkStats()
+    flt = PathFilter(source.include, source.exclude)
+    visited: set[tuple[int, int]] = set()
+    stack = list(reversed(dirs))
+    entries = []
+    while stack and len(entries) < limit:
+        abs_dir, rel_dir = stack.pop()
+        entries.extend(scan_dir(source, abs_dir, rel_dir, stack, stats, flt, visited))
+    return {
+        "worker": get_worker().address,
+        "entries": entries,
+        "left": list(reversed(stack)),
+        "excluded": stats.excluded,
+        "dirs": stats.dirs,
+    }
+
+
+def hash_paths(fn, paths: list[bytes]) -> list:
+    """fn(path) for each path, on a worker that can read them (inventory --hash)."""
+    return [fn(p) for p in paths]
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+def replay_file(spec: dict) -> dict:
+    """Replay one listener log file; see engine/dask_replay.py."""
+    from migrate.engine.dask_replay import replay_one
+
+    return replay_one(spec)

@@ -1,0 +1,1 @@
+"""Local harness: emulators, the demo, the sample data center and emulator-mode provisioning."""

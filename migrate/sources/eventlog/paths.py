@@ -1,0 +1,73 @@
+"""Which files a listener reads, and the identity of a file and an event that derived ids rest on."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+
+from migrate.config import ListenerSource
+from migrate.sources.eventlog.records import MAX_ATTRIBUTE_VALUE
+
+
+def _has_magic(part: str) -> bool:
+    return any(ch in part for ch in "*?[")
+
+
+def glob_base(pattern: str) -> str:
+    """The directory part of a glob pattern before its first wildcard segment."""
+    parts = pattern.split(os.sep)
+    keep: list[str] = []
+    for part in parts[:-1]:
+        if _has_magic(part):
+            break
+        keep.append(part)
+    base = os.sep.join(keep)
+    return base or (os.sep if pattern.startswith(os.sep) else ".")
+
+
+def expand_paths(listener: ListenerSource) -> list[str]:
+    """Every file matching any of the listener's patterns, sorted and de-duplicated."""
+    found: set[str] = set()
+    for pattern in listener.paths:
+        if not _has_magic(pattern):
+            if os.path.lexists(pattern):
+                found.add(pattern)
+            continue
+        for p in glob.iglob(pattern, recursive=True):
+            if not os.path.isdir(p):
+                found.add(p)
+    return sorted(found)
+
+
+def file_identity(path: str, listener: ListenerSource) -> str:
+    """The file's path relative to the base of the first pattern that matches it (else its name)."""
+    from fnmatch import fnmatchcase
+
+    for pattern in listener.paths:
+        if path == pattern or (_has_magic(pattern) and _glob_match(path, pattern, fnmatchcase)):
+            base = glob_base(pattern)
+            rel = os.path.relpath(path, base)
+            if not rel.startswith(".."):
+                return rel.replace(os.sep, "/")
+    return os.path.basename(path)
+
+
+def _glob_match(path: str, pattern: str, fnmatchcase) -> bool:
+    if "**" in pattern:
+        return fnmatchcase(path, pattern) or fnmatchcase(path, pattern.replace("**/", ""))
+    return fnmatchcase(path, pattern)
+
+
+def derived_event_id(listener_name: str, identity: str, offset: int) -> str:
+    h = hashlib.blake2b(f"{listener_name}\0{identity}\0{offset}".encode("utf-8", "surrogateescape"), digest_size=16)
+    return "d-" + h.hexdigest()
+
+
+def source_attribute(path: str, line: int) -> str:
+    """The `source` attribute, `file:line`, cut from the left to fit Pub/Sub's 1024-byte value limit."""
+    text = f"{path}:{line}"
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_ATTRIBUTE_VALUE:
+        return raw.decode("utf-8", "replace")
+    return "…" + raw[-(MAX_ATTRIBUTE_VALUE - 3) :].decode("utf-8", "replace")

@@ -1,0 +1,75 @@
+"""Shared by the Dask engine tests: a plan with a catalog tree and listener logs, and cluster helpers."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import files
+
+from migrate.config import load_config
+from migrate.inventory import run_inventory
+from migrate.ledger import connect
+from migrate.planning.planner import make_plan
+
+KIB = 1024
+
+
+def event(i: int, log: int) -> bytes:
+    doc = {"event_id": f"e{log:02d}-{i:06d}", "ts": f"2024-05-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z", "user": f"u{i % 7}"}
+    return json.dumps(doc).encode()
+
+
+def build(
+    tmp_path: Path,
+    write_config,
+    bucket: str,
+    topic: str | None,
+    *,
+    objects: int = 40,
+    max_size: int = 6 * KIB,
+    logs: int = 0,
+    events_per_log: int = 0,
+    transfer: dict | None = None,
+    pubsub: dict | None = None,
+    sources: tuple[str, ...] = ("cat",),
+    name: str = "dask",
+) -> tuple[Path, Path]:
+    """Write the tree(s) and logs, inventory with hashes, plan; returns (config path, plan path)."""
+    rng = random.Random(7)
+    catalog = []
+    for s in sources:
+        tree = tmp_path / f"tree-{s}"
+        files.write_tree(
+            tree, {f"d{i % 8}/f{i:05d}.bin": rng.randbytes(rng.randint(0, max_size)) for i in range(objects)}
+        )
+        catalog.append({"name": s, "root": str(tree), "bucket": bucket, "prefix": f"{s}/"})
+    listeners = []
+    if logs:
+        for n in range(logs):
+            files.write_log(tmp_path / "logs" / f"plays-{n:02d}.jsonl", [event(i, n) for i in range(events_per_log)], gz=False)
+        listeners.append(
+            {
+                "name": "plays",
+                "paths": [str(tmp_path / "logs" / "*.jsonl")],
+                "topic": topic,
+                "format": "jsonl",
+                "event_id_field": "event_id",
+                "event_time_field": "ts",
+            }
+        )
+    sections = {"catalog": catalog, "transfer": transfer or {"workers": 4}}
+    if listeners:
+        sections["listeners"] = listeners
+    if pubsub:
+        sections["pubsub"] = pubsub
+    config = write_config(**sections)
+    cfg = load_config(config)
+    conn = connect(cfg.project.state_dir)
+    try:
+        run_inventory(cfg, conn, hash=True)
+        plan = make_plan(cfg, conn, name)
+    finally:
+        conn.close()
+    return config, Path(plan.paths["plan"])

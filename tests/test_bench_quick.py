@@ -21,15 +21,25 @@ from bench.report import summarize, targets  # noqa: E402
 from bench.runner import REPO, Result  # noqa: E402
 
 QUICK_ROWS = {
+    ("S1", "migrate end to end"),
     ("S1", "migrate run"),
+    ("S1b", "migrate end to end"),
+    ("S1b", "rclone copy --transfers 8"),
+    ("S1b", "raw floor"),
+    ("S7-S1", "migrate end to end"),
+    ("S7-S1", "rclone copy --transfers 8"),
+    ("S7-S1", "rclone copy --transfers 64"),
+    ("S7-S1", "gcloud storage rsync -r"),
+    ("S7-S2", "migrate end to end"),
+    ("S7-S2", "rclone copy --transfers 64"),
     ("S1", "rclone copy --transfers 8"),
     ("S1", "gcloud storage rsync -r"),
     ("S1", "raw floor"),
-    ("S2", "migrate run"),
+    ("S2", "migrate end to end"),
     ("S2", "rclone copy --transfers 8"),
     ("S2", "gcloud storage rsync -r"),
     ("S2", "raw floor"),
-    ("S3", "migrate run"),
+    ("S3", "migrate end to end"),
     ("S3", "rclone copy --transfers 8"),
     ("S3", "gcloud storage rsync -r"),
     ("S3", "raw floor"),
@@ -67,7 +77,12 @@ def test_quick_mode_runs_every_tool_and_every_destination_verifies(tmp_path: Pat
     for r in doc["runs"]:
         assert r["wall"] > 0 and r["peak_rss"] > 0, r
     md = (out / docs[0].name.replace(".json", ".md")).read_text()
-    assert "## S1" in md and "## S6" in md and "reproduce: `python -m bench --quick" in md
+    assert "## S1" in md and "## S6" in md and "## S7-S2" in md and "reproduce: `python -m bench --quick" in md
+    e2e = {(r["scenario"], r["round"]): r for r in doc["runs"] if r["tool"] == "migrate end to end"}
+    steps = [r for r in doc["runs"] if r["tool"] in ("migrate inventory", "migrate plan", "migrate run")]
+    for (sid, rnd), row in e2e.items():  # end to end is the sum of the round's three steps
+        parts = [r["wall"] for r in steps if r["scenario"] == sid and r["round"] == rnd]
+        assert len(parts) == 3 and abs(row["wall"] - sum(parts)) < 0.01, (sid, row, parts)
 
 
 def _upload(endpoint: str, bucket: str, name: str, data: bytes) -> None:
@@ -117,17 +132,24 @@ def test_measurement_sees_a_childs_memory_and_not_the_harness(tmp_path: Path) ->
 
 
 def test_summary_medians_ratios_and_a_failed_round() -> None:
+    e2e = "migrate end to end"
     runs = [
-        Result("S1", "migrate run", 1, True, wall=10.0, cpu=5.0, peak_rss=100),
-        Result("S1", "migrate run", 2, True, wall=12.0, cpu=6.0, peak_rss=120),
-        Result("S1", "migrate run", 3, True, wall=30.0, cpu=7.0, peak_rss=110),
+        Result("S1", e2e, 1, True, wall=10.0, cpu=5.0, peak_rss=100),
+        Result("S1", e2e, 2, True, wall=12.0, cpu=6.0, peak_rss=120),
+        Result("S1", e2e, 3, True, wall=30.0, cpu=7.0, peak_rss=110),
+        Result("S1", "migrate run", 1, True, wall=8.0, cpu=4.0, peak_rss=100, aux=True),
         Result("S1", "rclone copy --transfers 8", 1, True, wall=24.0, cpu=9.0, peak_rss=300),
         Result("S1", "rclone copy --transfers 8", 2, False, error="exit 1: boom"),
         Result("S1", "gcloud storage rsync -r", 1, True, wall=20.0, cpu=9.0, peak_rss=300),
+        Result("S1", "raw floor", 1, True, wall=10.0, cpu=1.0, peak_rss=30),
     ]
     rows = {r["tool"]: r for r in summarize(runs)}
-    assert rows["migrate run"]["wall"] == 12.0 and rows["migrate run"]["time_vs_migrate"] == 1.0
+    assert rows[e2e]["wall"] == 12.0 and rows[e2e]["time_vs_migrate"] == 1.0
+    assert rows[e2e]["wall_range"] == [10.0, 30.0]
     assert rows["rclone copy --transfers 8"]["time_vs_migrate"] == 2.0
+    assert rows["rclone copy --transfers 8"]["time_vs_migrate_run"] == 3.0
     assert rows["rclone copy --transfers 8"]["ok"] == 1 and rows["rclone copy --transfers 8"]["runs"] == 2
-    met = {t["peer"]: t["met"] for t in targets(list(rows.values()))}
-    assert met == {"rclone copy --transfers 8": True, "gcloud storage rsync -r": False}
+    met = {t["target"]: t["met"] for t in targets(list(rows.values()))}
+    assert met["issue 15: S1 end to end at most 0.7x rclone's wall time"] is True  # 24 / 12 = 2.0 >= 1/0.7
+    assert met["issue 15: S1 end to end at most 1.3x the raw floor's wall time"] is True  # 10 / 12 >= 1/1.3
+    assert met["issue 4: mixed catalog (end to end) at most half of gcloud's"] is False  # 20 / 12 < 2

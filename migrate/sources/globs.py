@@ -55,8 +55,11 @@ class PathFilter:
         # 'x/**' excludes the directory x itself: prune it without walking it
         dir_patterns = [p[:-3] for p in exclude if p.endswith("/**")]
         self._prune = re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in dir_patterns) or "(?!)", re.S)
+        self._everything = "**" in include and not exclude  # the default: no regex per file
 
     def wants(self, relpath: str) -> bool:
+        if self._everything:
+            return True
         return bool(self._include.fullmatch(relpath)) and not self._exclude.fullmatch(relpath)
 
     def prunes(self, reldir: str) -> bool:

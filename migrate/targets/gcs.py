@@ -40,6 +40,7 @@ from migrate.config import TransferConfig
 from migrate.errors import TargetError
 from migrate.hashing import crc32c_b64
 from migrate.retry import describe, retrying
+from migrate.targets.http1 import Http1
 
 PARTS_PREFIX = ".migrate-parts/"
 MTIME_KEY = "goog-reserved-file-mtime"  # seconds since the epoch, as gsutil and rclone write it
@@ -106,6 +107,20 @@ def part_prefix(plan_id: str, seq: int) -> str:
 # --- the API -----------------------------------------------------------------------------------
 
 
+def _ca_certs() -> str:
+    ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or os.environ.get("CURL_CA_BUNDLE")
+    if not ca:
+        import certifi
+
+        ca = certifi.where()
+    return ca
+
+
+def _proxy_for(base: str) -> str | None:
+    host = urlsplit(base).hostname or ""
+    return None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(urlsplit(base).scheme)
+
+
 def _pool(base: str, pool_size: int, timeout: tuple[float, float]) -> urllib3.PoolManager:
     """One connection pool, its proxy and CA settings read from the environment once, not per request."""
     parts = urlsplit(base)
@@ -116,13 +131,8 @@ def _pool(base: str, pool_size: int, timeout: tuple[float, float]) -> urllib3.Po
         "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]),
     }
     if parts.scheme == "https":
-        ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or os.environ.get("CURL_CA_BUNDLE")
-        if not ca:
-            import certifi
-
-            ca = certifi.where()
-        kwargs["ca_certs"] = ca
-    proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
+        kwargs["ca_certs"] = _ca_certs()
+    proxy = _proxy_for(base)
     return urllib3.ProxyManager(proxy, **kwargs) if proxy else urllib3.PoolManager(**kwargs)
 
 
@@ -154,6 +164,18 @@ class Gcs:
             client._credentials, http=_pool(base, pool_size, (min(connect_timeout, timeout), timeout))
         )
         self.headers = {"User-Agent": f"migrate/{__version__}", "Accept-Encoding": "identity"}
+        self.fast: Http1 | None = None  # the lean client, wherever no proxy stands in between
+        if _proxy_for(base) is None:
+            from google.auth.transport.urllib3 import Request
+
+            self.fast = Http1(
+                base,
+                client._credentials,
+                Request(self.http.http),
+                timeout=timeout,
+                connect_timeout=min(connect_timeout, timeout),
+                ca_certs=_ca_certs() if base.startswith("https") else None,
+            )
 
     def _call(self, method: str, url: str, *, body=None, headers: dict | None = None, not_found_ok: bool = False):
         """(status, decoded JSON or None); raises GoogleAPICallError for HTTP errors, builtin
@@ -161,13 +183,19 @@ class Gcs:
         all_headers = dict(self.headers)
         if headers:
             all_headers.update(headers)
+        if self.fast is not None:
+            status, data = self.fast.request(method, url, body, all_headers)
+            return self._result(method, url, status, data, not_found_ok)
         try:
             response = self.http.urlopen(method, url, body=body, headers=all_headers)
         except u3exc.TimeoutError as exc:
             raise TimeoutError(f"{method} {urlsplit(url).path}: {exc}") from exc
         except (u3exc.ProtocolError, u3exc.NewConnectionError, u3exc.ProxyError, u3exc.SSLError) as exc:
             raise ConnectionError(f"{method} {urlsplit(url).path}: {exc}") from exc
-        status, data = response.status, response.data
+        return self._result(method, url, response.status, response.data, not_found_ok)
+
+    @staticmethod
+    def _result(method: str, url: str, status: int, data: bytes, not_found_ok: bool):
         if status == 404 and not_found_ok:
             return status, None
         if status >= 400:

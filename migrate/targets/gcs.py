@@ -20,6 +20,7 @@ hides that prefix.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mimetypes
 import os
@@ -51,6 +52,10 @@ _LIST_FIELDS = "items(name,size,crc32c,generation),nextPageToken"
 # commas (the fields masks) stay literal: a query with no %-escapes takes urllib3's fast path,
 # where an escaped one is re-scanned character by character twice per request
 _QUERY_SAFE = ",()"
+# multipart boundaries: a random 96-bit prefix per process and a counter (no random syscall per object)
+_BOUNDARY_BASE = secrets.token_hex(12)
+_BOUNDARY_SEQ = itertools.count()
+_UPLOAD_QUERY = urlencode({"uploadType": "multipart", "fields": _OBJECT_FIELDS}, safe=_QUERY_SAFE)
 LIST_PAGE_SIZE = 1000
 Row = tuple[str, int, str | None, int]
 _CONTENT_TYPES = {".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
@@ -236,7 +241,7 @@ class Gcs:
             resource["crc32c"] = crc32c
         if storage_class:
             resource["storageClass"] = storage_class
-        boundary = "===migrate-" + secrets.token_hex(12) + "=="
+        boundary = f"===migrate-{_BOUNDARY_BASE}-{next(_BOUNDARY_SEQ)}=="
         head = (
             f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
             + json.dumps(resource, ensure_ascii=False)
@@ -251,12 +256,13 @@ class Gcs:
             body.head, body.tail = head, tail
             data = body
             length = len(body)
-        params = {"uploadType": "multipart", "fields": _OBJECT_FIELDS}
-        if if_generation_match is not None:
-            params["ifGenerationMatch"] = str(if_generation_match)
+        # the query is the same for every upload but the precondition: no urlencode per object
+        query = _UPLOAD_QUERY + (
+            f"&ifGenerationMatch={int(if_generation_match)}" if if_generation_match is not None else ""
+        )
         _, doc = self._call(
             "POST",
-            f"{self.upload_api}/b/{bucket}/o?{urlencode(params, safe=_QUERY_SAFE)}",
+            f"{self.upload_api}/b/{quote(bucket, safe='')}/o?{query}",
             body=data,
             headers={"Content-Type": f'multipart/related; boundary="{boundary}"', "Content-Length": str(length)},
         )

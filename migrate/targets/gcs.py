@@ -28,6 +28,7 @@ import secrets
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -97,6 +98,16 @@ class ObjectInfo:
 
 
 def content_type(name: str) -> str:
+    # mimetypes reads only the trailing suffixes (type, encoding): everything after the base name's
+    # first dot decides, so the answer is cached per suffix chain rather than guessed per object
+    base = name.rsplit("/", 1)[-1]
+    dot = base.find(".", 1 if base.startswith(".") else 0)
+    return _content_type_of_suffixes(base[dot:] if dot > 0 else "")
+
+
+@lru_cache(maxsize=4096)
+def _content_type_of_suffixes(suffixes: str) -> str:
+    name = "x" + suffixes
     ext = os.path.splitext(name)[1].lower()
     return _CONTENT_TYPES.get(ext) or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 

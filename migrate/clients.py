@@ -3,6 +3,12 @@
 Emulator mode is on when STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST are set; the
 clients then use anonymous credentials and never look for Application Default Credentials.
 Otherwise missing credentials are a CredentialsError (exit 2 at the CLI) that says how to provide them.
+
+Identity: the clients use Application Default Credentials (ADC). With `project.impersonate_service_account`
+set, ADC is wrapped in impersonated credentials for that service account, so every request runs as it.
+gcloud's `auth/impersonate_service_account` property does not do this: it changes gcloud's own
+calls, never ADC (https://cloud.google.com/docs/authentication/use-service-account-impersonation).
+`describe_identity` says which principal and quota project the clients actually use.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import requests.adapters
 
@@ -20,6 +27,8 @@ F = TypeVar("F", bound=Callable)
 
 STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 PUBSUB_EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+IMPERSONATION_LIFETIME = 3600  # seconds per token; google-auth refreshes it before it expires
 
 
 def storage_emulator() -> str | None:
@@ -53,8 +62,31 @@ def _needs_credentials(factory: F) -> F:
     return build  # type: ignore[return-value]
 
 
+def google_credentials(impersonate: str | None = None):
+    """Application Default Credentials, wrapped in impersonated credentials for `impersonate` when set.
+
+    The token for the service account comes from the IAM Credentials API (generateAccessToken), which
+    needs roles/iam.serviceAccountTokenCreator on that account for the ADC principal
+    (https://cloud.google.com/iam/docs/create-short-lived-credentials-direct).
+    """
+    import google.auth
+    from google.auth import impersonated_credentials
+
+    source, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    if not impersonate:
+        return source
+    # https://googleapis.dev/python/google-auth/latest/reference/google.auth.impersonated_credentials.html
+    return impersonated_credentials.Credentials(
+        source_credentials=source,
+        target_principal=impersonate,
+        target_scopes=[CLOUD_PLATFORM_SCOPE],
+        lifetime=IMPERSONATION_LIFETIME,
+        quota_project_id=getattr(source, "quota_project_id", None),
+    )
+
+
 @_needs_credentials
-def gcs_client(project: str, *, pool_size: int = 32):
+def gcs_client(project: str, *, pool_size: int = 32, impersonate: str | None = None):
     """A storage.Client with a connection pool sized for `pool_size` concurrent workers."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
@@ -65,7 +97,7 @@ def gcs_client(project: str, *, pool_size: int = 32):
             project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
         )
     else:
-        client = storage.Client(project=project)
+        client = storage.Client(project=project, credentials=google_credentials(impersonate))
     adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session = client._http  # the authorized session used for every call
     session.mount("https://", adapter)
@@ -73,11 +105,19 @@ def gcs_client(project: str, *, pool_size: int = 32):
     return client
 
 
+def _pubsub_credentials(kwargs: dict, impersonate: str | None) -> None:
+    """Outside emulator mode, the Pub/Sub clients get the same credentials as GCS (pubsub_v1 reads
+    PUBSUB_EMULATOR_HOST itself and then ignores credentials)."""
+    if not pubsub_emulator():
+        kwargs["credentials"] = google_credentials(impersonate)
+
+
 @_needs_credentials
-def publisher_client(batch_settings=None, publisher_options=None):
+def publisher_client(batch_settings=None, publisher_options=None, *, impersonate: str | None = None):
     from google.cloud import pubsub_v1
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
+    _pubsub_credentials(kwargs, impersonate)
     if batch_settings is not None:
         kwargs["batch_settings"] = batch_settings
     if publisher_options is not None:
@@ -86,7 +126,87 @@ def publisher_client(batch_settings=None, publisher_options=None):
 
 
 @_needs_credentials
-def subscriber_client():
+def subscriber_client(*, impersonate: str | None = None):
     from google.cloud import pubsub_v1
 
-    return pubsub_v1.SubscriberClient()
+    kwargs: dict[str, Any] = {}
+    _pubsub_credentials(kwargs, impersonate)
+    return pubsub_v1.SubscriberClient(**kwargs)
+
+
+# --- who the clients run as ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The principal requests run as and the quota project they carry (x-goog-user-project)."""
+
+    principal: str
+    kind: str  # emulator | impersonated | service account | user | other
+    quota_project: str | None = None
+    via: str | None = None  # impersonation: the ADC principal that mints the tokens
+
+    def line(self) -> str:
+        if self.kind == "emulator":
+            return "running on the local emulators: no Google credentials are used"
+        text = f"running as {self.principal}" + (f" ({self.kind})" if self.kind != "user" else "")
+        if self.via:
+            text += f", impersonated by {self.via}"
+        quota = self.quota_project or "none set (each resource's project is charged)"
+        return f"{text}; quota project: {quota}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@_needs_credentials
+def describe_identity(impersonate: str | None = None, *, lookup: bool = True) -> Identity:
+    """Who the GCS and Pub/Sub clients run as. `lookup`: ask Google for the email of user credentials
+    that do not record it (one tokeninfo call); without it such a principal reads "user credentials"."""
+    if storage_emulator() or pubsub_emulator():
+        return Identity("anonymous", "emulator")
+    creds = google_credentials(impersonate)
+    quota = getattr(creds, "quota_project_id", None)
+    if impersonate:
+        source = getattr(creds, "_source_credentials", None)
+        return Identity(impersonate, "impersonated", quota, _principal(source, lookup=False)[0])
+    principal, kind = _principal(creds, lookup)
+    return Identity(principal, kind, quota)
+
+
+def _principal(creds, lookup: bool) -> tuple[str, str]:
+    email = getattr(creds, "service_account_email", None)
+    if email and email != "default":
+        return email, "service account"
+    if email == "default":  # metadata server credentials learn their email on the first refresh
+        return (_refreshed_email(creds) if lookup else None) or "the attached service account", "service account"
+    account = getattr(creds, "account", None)
+    if account:
+        return account, "user"
+    if hasattr(creds, "refresh_token"):
+        return (_token_email(creds) if lookup else None) or "an ADC user account (email not recorded)", "user"
+    return type(creds).__name__, "other"
+
+
+def _refreshed_email(creds) -> str | None:
+    import google.auth.transport.requests
+
+    try:
+        creds.refresh(google.auth.transport.requests.Request())
+    except Exception:
+        return None
+    email = getattr(creds, "service_account_email", None)
+    return email if email and email != "default" else None
+
+
+def _token_email(creds) -> str | None:
+    """The email of an OAuth access token, from Google's OAuth 2.0 tokeninfo endpoint; None if it cannot say."""
+    import google.auth.transport.requests
+    import requests
+
+    try:
+        creds.refresh(google.auth.transport.requests.Request())
+        resp = requests.get("https://oauth2.googleapis.com/tokeninfo", params={"access_token": creds.token}, timeout=10)
+        return resp.json().get("email") if resp.ok else None
+    except Exception:
+        return None

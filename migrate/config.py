@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.errors import ConfigError
+from migrate.prices import PriceTable, parse_prices
 from migrate.units import parse_rate, parse_size
 
 DEFAULT_CONFIG = "migrate.toml"
@@ -24,7 +25,6 @@ STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 FORMATS = ("jsonl", "csv")
 LIFECYCLE_ACTIONS = ("Delete", "SetStorageClass")
-DEFAULT_PRICES = {"STANDARD": 0.020, "NEARLINE": 0.010, "COLDLINE": 0.004, "ARCHIVE": 0.0012}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
@@ -35,6 +35,7 @@ class ProjectConfig:
     id: str
     state_dir: Path
     plans_dir: Path
+    impersonate_service_account: str | None = None  # run as this service account (impersonated credentials)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Config:
     transfer: TransferConfig
     pubsub: PubSubConfig
     targets: TargetsConfig
-    prices: dict[str, float]
+    prices: PriceTable
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def digest(self) -> str:
@@ -134,6 +135,8 @@ class Config:
         data = asdict(self)
         data.pop("path")
         data.pop("engine")  # where a run executes does not change what it does
+        data["project"].pop("impersonate_service_account")  # who runs it does not change what is planned
+        data["prices"] = data["prices"]["storage"]  # as before the full price table: operation prices only estimate
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -233,7 +236,11 @@ def _closest(key: str, allowed: dict[str, str]) -> str | None:
 
 _TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
 _TOP["engine"] = ""
-_PROJECT = {"id": "", "state_dir": "", "plans_dir": ""}
+_PROJECT = {"id": "", "state_dir": "", "plans_dir": "", "impersonate_service_account": ""}
+# A service account's email: ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com, or a Google-managed default account
+# such as PROJECT_NUMBER-compute@developer.gserviceaccount.com.
+# https://cloud.google.com/iam/docs/service-account-overview#identifying
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$")
 _CATALOG = {
     "name": "",
     "root": "",
@@ -331,10 +338,19 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     pid = c.get(proj, "id", "project", str, "", required="project" in data)
     if pid and not re.match(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", pid):
         c.fail("project.id", f"{pid!r} is not a GCP project id", "use 6-30 lowercase letters, digits and hyphens")
+    impersonate = c.get(proj, "impersonate_service_account", "project", str, None)
+    if impersonate is not None and not _SERVICE_ACCOUNT.match(impersonate):
+        c.fail(
+            "project.impersonate_service_account",
+            f"{impersonate!r} is not a service account email",
+            "use NAME@PROJECT.iam.gserviceaccount.com, e.g. terraform's `output -raw service_account_email`",
+        )
+        impersonate = None
     project = ProjectConfig(
         id=pid or "",
         state_dir=_resolve(base, c.get(proj, "state_dir", "project", str, ".migrate")),
         plans_dir=_resolve(base, c.get(proj, "plans_dir", "project", str, "plans")),
+        impersonate_service_account=impersonate,
     )
 
     # [[catalog]]
@@ -451,12 +467,7 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in targets.labels.items()):
         c.fail("targets.labels", "expected a table of strings", 'write it as labels = { team = "data" }')
 
-    prices = dict(DEFAULT_PRICES)
-    if "prices" in data:
-        t = c.table(data["prices"], "prices", {k: "" for k in STORAGE_CLASSES})
-        for k in t:
-            if k in STORAGE_CLASSES:
-                prices[k] = float(c.get(t, k, "prices", float, prices[k]))
+    prices = parse_prices(c, data["prices"], lambda p: _resolve(base, p)) if "prices" in data else PriceTable()
 
     engine = _section(c, data, "engine", _ENGINE, EngineConfig)
     if engine.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", engine.scheduler):

@@ -40,10 +40,6 @@ class ConfigError(MigrateError):
         return self.problems
 
 
-class NotLandedError(UsageError):
-    """A command whose capability is not built yet."""
-
-
 class PlanError(MigrateError):
     """A plan file is tampered with, stale, or drifted from the inventory."""
 
@@ -62,10 +58,6 @@ class CredentialsError(TargetError):
     """No usable Google Cloud credentials: a setup mistake, fixed before anything can move."""
 
     exit_code = 2
-
-
-class TransferFailed(MigrateError):
-    """A run finished with failed items; it is resumable."""
 
 
 class VerificationFailed(MigrateError):

@@ -388,15 +388,20 @@ def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, re
 
 
 def _summarise_logs(conn: sqlite3.Connection, source: str, rep: ListenerReport) -> None:
+    from migrate.sources.eventlog import time_key
+
     row = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(size),0), COALESCE(SUM(events),0), COALESCE(SUM(event_bytes),0),"
-        " COALESCE(SUM(malformed),0), COALESCE(SUM(oversized),0), MIN(min_time), MAX(max_time)"
-        " FROM event_files WHERE source=?",
+        " COALESCE(SUM(malformed),0), COALESCE(SUM(oversized),0) FROM event_files WHERE source=?",
         (source,),
     ).fetchone()
-    (rep.files, rep.bytes, rep.events, rep.event_bytes, rep.malformed, rep.oversized, rep.min_time, rep.max_time) = (
-        tuple(row)
-    )
+    (rep.files, rep.bytes, rep.events, rep.event_bytes, rep.malformed, rep.oversized) = tuple(row)
+    # by time, not text: '...:00.5Z' sorts before '...:00Z' as a string
+    spans = conn.execute(
+        "SELECT min_time, max_time FROM event_files WHERE source=? AND min_time IS NOT NULL", (source,)
+    ).fetchall()
+    rep.min_time = min((r[0] for r in spans), key=time_key, default=None)
+    rep.max_time = max((r[1] for r in spans), key=time_key, default=None)
     for r in conn.execute(
         "SELECT path, reason FROM event_files WHERE source=? AND status='anomaly' ORDER BY path", (source,)
     ):

@@ -1,21 +1,28 @@
-"""Before anything moves: every target bucket and topic exists and this identity may write to it.
+"""Before anything moves: every target exists, and the identity the run uses holds every permission it needs.
 
-Errors (the run must not start): a bucket or topic that is missing, not writable, or unreachable.
-Warnings: a topic's verification subscription that is missing or attached elsewhere (events published
-now could not be verified later).
+Errors (the run must not start): a bucket or topic that is missing, unreachable, or on which the principal
+lacks a permission the run will use. Warnings: a topic's verification subscription that is missing, attached
+elsewhere, or not pullable by this principal (events published now could not be verified later).
 
-How writability is proven:
-- Buckets: `testIamPermissions` for storage.objects.create, which asks GCS what this caller may do
-  without changing anything. fake-gcs-server does not implement the IAM endpoints (it answers 404 or
-  501), so there we fall back to a probe: create a tiny object with if_generation_match=0 under
-  `.migrate-parts/preflight/` and delete it again. That prefix is the run's scratch space: listings
-  hide it, the Terraform role may delete there, and its lifecycle rule removes what is left. A
-  preflight killed between create and delete leaves its probe behind; the next probe of the bucket
-  deletes every probe it finds (a concurrent preflight whose probe vanished has proven its write).
-- Topics: `testIamPermissions` for pubsub.topics.publish. The Pub/Sub emulator has no IAM at all
-  (UNIMPLEMENTED) and accepts every publish to an existing topic, so there existence is the proof. We
-  never publish a probe message: it would reach the verification subscription and show up in `verify`
-  as an unexpected event.
+Permissions (what each stage calls, https://cloud.google.com/storage/docs/access-control/iam-json and
+https://cloud.google.com/pubsub/docs/access-control):
+- buckets: storage.objects.create (run uploads), storage.objects.get (run stats an object after a 412,
+  verify reads), storage.objects.list (plan and verify list the destination); storage.objects.delete too
+  under conflict_policy = overwrite (replacing an object needs create and delete);
+- topics: pubsub.topics.publish; verification subscriptions: pubsub.subscriptions.consume (verify pulls, acks).
+They are asked with testIamPermissions, which changes nothing. Where composite uploads apply to a bucket
+(targets.admin.upload_path), the run also deletes its parts under `.migrate-parts/`; terraform grants that
+delete with an IAM condition on the object name, which a bucket-level testIamPermissions cannot see, so
+preflight proves it the way the run uses it: create a tiny probe under `.migrate-parts/preflight/` with
+ifGenerationMatch=0 and delete it again (https://cloud.google.com/storage/docs/access-control/iam#conditions).
+
+Emulators: fake-gcs-server does not implement the IAM endpoints (404 or 501) and the Pub/Sub emulator has
+no IAM at all. There the probe proves a bucket writable, and a topic's existence is the proof (we never
+publish a probe message: it would reach the verification subscription and show up in `verify`). A preflight
+killed between create and delete leaves its probe behind; the next probe of the bucket deletes every probe
+it finds.
+
+Every Google call goes through the target protocols of `migrate.targets.admin`.
 """
 
 from __future__ import annotations
@@ -23,87 +30,40 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from migrate import clients
 from migrate.config import Config
-from migrate.errors import TargetError
 from migrate.names import verification_subscription
 from migrate.plan import Plan, plan_paths
+from migrate.preflight_report import (
+    BUCKET_PERMISSIONS,
+    BUCKET_WRITE,
+    ERROR,
+    OBJECT_DELETE,
+    OK,
+    OVERWRITE_ROLE,
+    SUBSCRIPTION_CONSUME,
+    SUBSCRIPTION_LEVEL,
+    SUBSCRIPTION_ROLE,
+    TOPIC_PUBLISH,
+    TOPIC_ROLE,
+    WARNING,
+    Finding,
+    PreflightReport,
+    evaluate_grants,
+    grant_fix,
+    short_error,
+)
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import call_with_retry, describe
+from migrate.targets.admin import COMPOSITE, BucketAdmin, Denied, Missing, TopicAdmin, upload_path
 
 T = TypeVar("T")
-
-BUCKET_WRITE = "storage.objects.create"
-TOPIC_PUBLISH = "pubsub.topics.publish"
 PROBE_PREFIX = ".migrate-parts/preflight/"  # under targets.gcs.PARTS_PREFIX
 CALL_TIMEOUT = 20.0
-OK, WARNING, ERROR = "ok", "warning", "error"
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str  # bucket | topic | subscription
-    name: str
-    status: str  # ok | missing | not_writable | no_access | unreachable | wrong_topic
-    level: str  # ok | warning | error
-    message: str
-    fix: str | None = None
-    method: str | None = None  # how writability was shown: iam | probe | emulator (no IAM)
-
-    def one_line(self) -> str:
-        return self.message + (f"; fix: {self.fix}" if self.fix else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class PreflightReport:
-    project: str
-    plan: str | None = None
-    emulator: bool = False
-    findings: list[Finding] = field(default_factory=list)
-    retries: int = 0  # transient errors retried while checking
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == ERROR]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == WARNING]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def missing(self) -> list[str]:
-        """'bucket x' / 'topic y' for each missing target."""
-        return [f"{f.kind} {f.name}" for f in self.errors if f.status == "missing"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "project": self.project,
-            "plan": self.plan,
-            "emulator": self.emulator,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "retries": self.retries,
-            "findings": [f.to_dict() for f in self.findings],
-        }
-
-    def raise_for_errors(self) -> None:
-        """TargetError naming every failing target, on one line; nothing if all targets are fine."""
-        if self.ok:
-            return
-        errors = self.errors
-        fixes = list(dict.fromkeys(f.fix for f in errors if f.fix))
-        raise TargetError("preflight: " + "; ".join(f.message for f in errors), " / ".join(fixes) or None)
 
 
 def _create_fix(cfg: Config, plan_name: str | None) -> str:
@@ -114,7 +74,11 @@ def _create_fix(cfg: Config, plan_name: str | None) -> str:
     )
 
 
-_GRANT_FIX = "apply terraform/ so the migration service account gets its bucket and topic roles, or use that account"
+@dataclass
+class _Context:
+    cfg: Config
+    principal: str
+    create_fix: str
 
 
 def preflight(
@@ -124,18 +88,26 @@ def preflight(
     *,
     plan_name: str | None = None,
     report: Reporter = null_reporter,
+    bucket_admin: BucketAdmin | None = None,
+    topic_admin: TopicAdmin | None = None,
 ) -> PreflightReport:
-    """Check each bucket (exists, writable) and each topic (exists, publishable, verification subscription)."""
+    """Check each bucket and topic (exists, every permission the run uses) and each verification subscription.
+
+    `bucket_admin` / `topic_admin`: the targets to ask; by default the Google clients of the config's identity.
+    """
     buckets, topics = sorted(set(buckets)), sorted(set(topics))
     emulator = bool(clients.storage_emulator() or clients.pubsub_emulator())
     result = PreflightReport(cfg.project.id, plan_name, emulator)
+    impersonate = cfg.project.impersonate_service_account
+    result.identity = clients.describe_identity(impersonate)
+    report(Event("identity", data=result.identity.to_dict()))
     retry_cfg = dataclasses.replace(
         cfg.transfer,
         retry_max_attempts=min(cfg.transfer.retry_max_attempts, 4),
         retry_deadline=min(cfg.transfer.retry_deadline, 20.0),
     )
     timeout = min(cfg.transfer.timeout, CALL_TIMEOUT)
-    create_fix = _create_fix(cfg, plan_name)
+    ctx = _Context(cfg, result.identity.principal, _create_fix(cfg, plan_name))
 
     def on_retry(exc: BaseException, attempt: int) -> None:
         result.retries += 1
@@ -145,174 +117,196 @@ def preflight(
         return call_with_retry(fn, retry_cfg, on_retry)
 
     if buckets:
-        client = clients.gcs_client(cfg.project.id, pool_size=4)
+        if bucket_admin is None:
+            from migrate.targets import gcs_admin
+
+            bucket_admin = gcs_admin.connect(cfg.project.id, call, timeout, impersonate=impersonate)
         for name in buckets:
             report(Event("phase", name=f"preflight bucket {name}"))
-            result.findings.append(_check_bucket(client, name, call, timeout, create_fix))
+            result.findings.append(_check_bucket(bucket_admin, name, ctx))
     if topics:
-        publisher, subscriber = clients.publisher_client(), clients.subscriber_client()
+        if topic_admin is None:
+            from migrate.targets import pubsub_admin
+
+            topic_admin = pubsub_admin.connect(cfg.project.id, call, timeout, impersonate=impersonate)
         try:
             for name in topics:
                 report(Event("phase", name=f"preflight topic {name}"))
-                finding = _check_topic(publisher, cfg.project.id, name, call, timeout, create_fix)
+                finding = _check_topic(topic_admin, name, ctx)
                 result.findings.append(finding)
                 if finding.status != "missing":
-                    result.findings.append(
-                        _check_subscription(subscriber, cfg.project.id, name, call, timeout, create_fix)
-                    )
+                    result.findings.append(_check_subscription(topic_admin, name, ctx))
         finally:
-            subscriber.close()
-            publisher.transport.close()
+            topic_admin.close()
     report(Event("finish", data=result.to_dict()))
     return result
 
 
-def preflight_plan(cfg: Config, plan: Plan, *, report: Reporter = null_reporter) -> PreflightReport:
-    """preflight() over the plan's targets: plan.doc["targets"] = {"buckets": [...], "topics": [...]}."""
-    targets = plan.doc.get("targets") or {}
-    return preflight(
-        cfg, targets.get("buckets") or [], targets.get("topics") or [], plan_name=plan.doc.get("name"), report=report
-    )
+def preflight_plan(cfg: Config, plan: Plan, *, report: Reporter = null_reporter, **admins: Any) -> PreflightReport:
+    """preflight() over the plan's targets (its buckets and topics); `admins` as for preflight()."""
+    targets = plan.targets
+    return preflight(cfg, targets["buckets"], targets["topics"], plan_name=plan.name, report=report, **admins)
 
 
 # --- buckets ------------------------------------------------------------------------------------
 
 
-def _check_bucket(client, name: str, call, timeout: float, create_fix: str) -> Finding:
-    from google.api_core import exceptions as gexc
-
-    bucket = client.bucket(name)
+def _check_bucket(admin: BucketAdmin, name: str, ctx: _Context) -> Finding:
     try:
-        call(lambda: bucket.reload(timeout=timeout, retry=None))
-    except gexc.NotFound:
-        return Finding("bucket", name, "missing", ERROR, f"bucket '{name}' does not exist", create_fix)
-    except gexc.Forbidden as exc:
-        return Finding(
-            "bucket", name, "no_access", ERROR, f"no access to bucket '{name}' ({describe(exc)})", _GRANT_FIX
-        )
-    except Exception as exc:
-        return _unreachable("bucket", name, "GCS", exc)
-
-    try:
-        granted = call(lambda: bucket.test_iam_permissions([BUCKET_WRITE], timeout=timeout, retry=None))
-    except (gexc.NotFound, gexc.MethodNotImplemented, gexc.BadRequest):
-        # The bucket exists (reload worked), so this is an endpoint the emulator does not implement.
-        return _probe_bucket(bucket, call, timeout)
-    except Exception as exc:
-        return _unreachable("bucket", name, "GCS", exc)
-    if BUCKET_WRITE in granted:
-        return Finding("bucket", name, "ok", OK, f"bucket '{name}' exists and is writable", method="iam")
-    return Finding(
-        "bucket", name, "not_writable", ERROR, f"bucket '{name}' is not writable ({BUCKET_WRITE} missing)", _GRANT_FIX
-    )
-
-
-def _probe_bucket(bucket, call, timeout: float) -> Finding:
-    from google.api_core import exceptions as gexc
-
-    name = bucket.name
-    blob = bucket.blob(f"{PROBE_PREFIX}{uuid.uuid4().hex}")
-    try:
-        call(lambda: blob.upload_from_string(b"", if_generation_match=0, timeout=timeout, retry=None))
-    except gexc.Forbidden as exc:
-        return Finding(
-            "bucket", name, "not_writable", ERROR, f"bucket '{name}' is not writable ({describe(exc)})", _GRANT_FIX
-        )
-    except Exception as exc:
-        return _unreachable("bucket", name, "GCS", exc)
-    try:
-        leftovers = call(lambda: [b.name for b in bucket.client.list_blobs(name, prefix=PROBE_PREFIX, retry=None)])
-        for probe in {blob.name, *leftovers}:
-            try:
-                call(lambda probe=probe: bucket.blob(probe).delete(timeout=timeout, retry=None))
-            except gexc.NotFound:
-                pass  # deleted by a concurrent preflight: gone either way
-    except Exception as exc:
+        settings = admin.settings(name)
+    except Missing:
+        return Finding("bucket", name, "missing", ERROR, f"bucket '{name}' does not exist", ctx.create_fix)
+    except Denied as exc:
+        msg = f"{ctx.principal} has no access to bucket '{name}' ({short_error(exc)})"
         return Finding(
             "bucket",
             name,
-            "ok",
-            WARNING,
-            f"bucket '{name}' is writable, but the probe object {blob.name} could not be deleted ({describe(exc)})",
-            f"delete gs://{name}/{blob.name}",
-            method="probe",
+            "no_access",
+            ERROR,
+            msg,
+            grant_fix("roles/storage.legacyBucketReader", f"gs://{name}", ctx.principal),
         )
+    except Exception as exc:
+        return _unreachable("bucket", name, "GCS", exc)
+    classes = [s.storage_class for s in ctx.cfg.catalog if s.bucket == name]
+    path, why = upload_path(settings, classes)
+    up = {"upload_path": path, "upload_reason": why}
+    wanted = dict(BUCKET_PERMISSIONS)
+    if ctx.cfg.transfer.conflict_policy == "overwrite":
+        wanted[OBJECT_DELETE] = OVERWRITE_ROLE
+    try:
+        granted = admin.granted(name, sorted(wanted))
+    except Exception as exc:
+        return _unreachable("bucket", name, "GCS", exc)
+    if granted is None:  # an emulator without IAM: the probe is the proof
+        return dataclasses.replace(_probe_bucket(admin, name, ctx), **up)
+    finding = evaluate_grants("bucket", name, f"gs://{name}", wanted, granted, ctx.principal)
+    if finding is None and path == COMPOSITE:
+        finding = dataclasses.replace(_probe_bucket(admin, name, ctx, composite=True), method="iam+probe")
+    if finding is None:
+        finding = Finding(
+            "bucket", name, "ok", OK, f"bucket '{name}' exists and {ctx.principal} may use it", method="iam"
+        )
+    return dataclasses.replace(finding, **up)
+
+
+def _probe_bucket(admin: BucketAdmin, name: str, ctx: _Context, *, composite: bool = False) -> Finding:
+    probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    try:
+        admin.create_object(name, probe)
+    except Denied as exc:
+        msg = f"{ctx.principal} may not create objects in bucket '{name}' ({short_error(exc)})"
+        fix = grant_fix(BUCKET_PERMISSIONS[BUCKET_WRITE], f"gs://{name}", ctx.principal)
+        return Finding(
+            "bucket", name, "not_writable", ERROR, msg, fix, method="probe", missing_permissions=(BUCKET_WRITE,)
+        )
+    except Exception as exc:
+        return _unreachable("bucket", name, "GCS", exc)
+    try:
+        admin.delete_objects(name, PROBE_PREFIX, also=[probe])
+    except Denied as exc:
+        if composite:  # the run deletes composite parts here: without this it leaves every part behind
+            msg = (
+                f"{ctx.principal} lacks {OBJECT_DELETE} under gs://{name}/.migrate-parts/, which composite"
+                f" uploads of large files need ({short_error(exc)})"
+            )
+            fix = grant_fix(
+                f"{OVERWRITE_ROLE} (conditioned on the .migrate-parts/ prefix)", f"gs://{name}", ctx.principal
+            )
+            return Finding(
+                "bucket", name, "not_writable", ERROR, msg, fix, method="probe", missing_permissions=(OBJECT_DELETE,)
+            )
+        return _probe_left(name, probe, exc)
+    except Exception as exc:
+        return _probe_left(name, probe, exc)
     return Finding("bucket", name, "ok", OK, f"bucket '{name}' exists and is writable", method="probe")
+
+
+def _probe_left(name: str, probe: str, exc: BaseException) -> Finding:
+    return Finding(
+        "bucket",
+        name,
+        "ok",
+        WARNING,
+        f"bucket '{name}' is writable, but the probe object {probe} could not be deleted ({short_error(exc)})",
+        f"delete gs://{name}/{probe}",
+        method="probe",
+    )
 
 
 # --- topics -------------------------------------------------------------------------------------
 
 
-def _check_topic(publisher, project: str, name: str, call, timeout: float, create_fix: str) -> Finding:
-    from google.api_core import exceptions as gexc
-
-    path = publisher.topic_path(project, name)
+def _check_topic(admin: TopicAdmin, name: str, ctx: _Context) -> Finding:
     try:
-        call(lambda: publisher.get_topic(topic=path, timeout=timeout, retry=None))
-    except gexc.NotFound:
-        return Finding("topic", name, "missing", ERROR, f"topic '{name}' does not exist", create_fix)
-    except gexc.PermissionDenied as exc:
-        return Finding("topic", name, "no_access", ERROR, f"no access to topic '{name}' ({describe(exc)})", _GRANT_FIX)
-    except Exception as exc:
-        return _unreachable("topic", name, "Pub/Sub", exc)
-    try:
-        resp = call(
-            lambda: publisher.test_iam_permissions(
-                request={"resource": path, "permissions": [TOPIC_PUBLISH]}, timeout=timeout, retry=None
-            )
+        admin.check_topic(name)
+    except Missing:
+        return Finding("topic", name, "missing", ERROR, f"topic '{name}' does not exist", ctx.create_fix)
+    except Denied as exc:
+        msg = f"{ctx.principal} has no access to topic '{name}' ({short_error(exc)})"
+        return Finding(
+            "topic", name, "no_access", ERROR, msg, grant_fix("roles/pubsub.viewer", f"topic {name}", ctx.principal)
         )
-    except (gexc.MethodNotImplemented, gexc.NotFound):
-        # The Pub/Sub emulator has no IAM and lets anyone publish to an existing topic.
-        return Finding("topic", name, "ok", OK, f"topic '{name}' exists (emulator: no IAM)", method="emulator")
     except Exception as exc:
         return _unreachable("topic", name, "Pub/Sub", exc)
-    if TOPIC_PUBLISH in resp.permissions:
-        return Finding("topic", name, "ok", OK, f"topic '{name}' exists and is publishable", method="iam")
-    return Finding(
-        "topic", name, "not_writable", ERROR, f"topic '{name}' is not publishable ({TOPIC_PUBLISH} missing)", _GRANT_FIX
-    )
-
-
-def _check_subscription(subscriber, project: str, topic: str, call, timeout: float, create_fix: str) -> Finding:
-    from google.api_core import exceptions as gexc
-
-    sub = verification_subscription(topic)
-    path = subscriber.subscription_path(project, sub)
     try:
-        got = call(lambda: subscriber.get_subscription(subscription=path, timeout=timeout, retry=None))
-    except gexc.NotFound:
+        granted = admin.topic_granted(name, [TOPIC_PUBLISH])
+    except Exception as exc:
+        return _unreachable("topic", name, "Pub/Sub", exc)
+    if granted is None:
+        return Finding("topic", name, "ok", OK, f"topic '{name}' exists (emulator: no IAM)", method="emulator")
+    finding = evaluate_grants("topic", name, f"topic {name}", {TOPIC_PUBLISH: TOPIC_ROLE}, granted, ctx.principal)
+    return finding or Finding("topic", name, "ok", OK, f"topic '{name}' exists and is publishable", method="iam")
+
+
+def _check_subscription(admin: TopicAdmin, topic: str, ctx: _Context) -> Finding:
+    sub = verification_subscription(topic)
+    level = SUBSCRIPTION_LEVEL
+    try:
+        got = admin.subscription(sub)
+    except Missing:
         return Finding(
             "subscription",
             sub,
             "missing",
-            WARNING,
+            level,
             f"verification subscription '{sub}' of topic '{topic}' does not exist: "
             "events published before it exists cannot be verified",
-            create_fix,
+            ctx.create_fix,
         )
-    except gexc.PermissionDenied as exc:
+    except Denied as exc:
+        msg = f"{ctx.principal} has no access to subscription '{sub}' ({short_error(exc)})"
         return Finding(
             "subscription",
             sub,
             "no_access",
-            WARNING,
-            f"no access to subscription '{sub}' ({describe(exc)})",
-            _GRANT_FIX,
+            level,
+            msg,
+            grant_fix("roles/pubsub.viewer", f"subscription {sub}", ctx.principal),
         )
     except Exception as exc:
-        finding = _unreachable("subscription", sub, "Pub/Sub", exc)
-        return dataclasses.replace(finding, level=WARNING)
-    want = f"projects/{project}/topics/{topic}"
+        return dataclasses.replace(_unreachable("subscription", sub, "Pub/Sub", exc), level=level)
+    want = f"projects/{admin.project}/topics/{topic}"
     if got.topic != want:
         return Finding(
             "subscription",
             sub,
             "wrong_topic",
-            WARNING,
+            level,
             f"verification subscription '{sub}' is attached to {got.topic}, not to topic '{topic}'",
             f"delete it and re-create it on {want} (terraform/ does)",
         )
-    return Finding("subscription", sub, "ok", OK, f"verification subscription '{sub}' exists")
+    try:
+        granted = admin.subscription_granted(sub, [SUBSCRIPTION_CONSUME])
+    except Exception as exc:
+        return dataclasses.replace(_unreachable("subscription", sub, "Pub/Sub", exc), level=level)
+    if granted is None:
+        return Finding("subscription", sub, "ok", OK, f"verification subscription '{sub}' exists", method="emulator")
+    wanted = {SUBSCRIPTION_CONSUME: SUBSCRIPTION_ROLE}
+    finding = evaluate_grants("subscription", sub, f"subscription {sub}", wanted, granted, ctx.principal, level)
+    return finding or Finding(
+        "subscription", sub, "ok", OK, f"verification subscription '{sub}' exists and is pullable", method="iam"
+    )
 
 
 def _unreachable(kind: str, name: str, service: str, exc: BaseException) -> Finding:

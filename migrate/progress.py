@@ -23,6 +23,7 @@ class Event:
     'quarantined'  n, name: file
     'retry'        name, data: {'error': ...}
     'phase'        name: what is happening ('listing', 'hashing', ...)
+    'identity'     data: clients.Identity.to_dict() (principal, kind, quota_project, via), before any target call
     'file'         name: a file scanned (inventory)
     'finish'       data: summary
     """

@@ -41,8 +41,15 @@ def iter_quarantine(state_dir: Path | str, plan_id: str) -> Iterator[dict]:
                 yield entry
 
 
-def decode_raw(entry: Mapping) -> bytes:
-    return base64.b64decode(entry.get("raw_b64") or "")
+def reasons_by_file(state_dir: Path | str, plan_id: str) -> dict[str, dict[int, str]]:
+    """file -> {byte offset: reason} of a plan's quarantine (small: bad records only)."""
+    out: dict[str, dict[int, str]] = {}
+    for entry in iter_quarantine(state_dir, plan_id):
+        try:
+            out.setdefault(str(entry["file"]), {})[int(entry["offset"])] = str(entry.get("reason", ""))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
 
 
 class Quarantine:

@@ -6,9 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from migrate.config import Config
-from migrate.ledger import connect, ledger_path
-
-STATES = ("done", "pending", "failed", "source-changed", "conflict")
+from migrate.ledger import connect, items, ledger_path
+from migrate.ledger.states import ItemKind, ItemState
 
 
 @dataclass
@@ -44,7 +43,7 @@ class PlanStatus:
     @property
     def complete(self) -> bool:
         """Every planned item is done (source-changed and conflict items are not)."""
-        return not any(self.objects.get(s) or self.event_files.get(s) for s in STATES if s != "done")
+        return not any(self.objects.get(s) or self.event_files.get(s) for s in ItemState if s != ItemState.DONE)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -75,15 +74,11 @@ def status(cfg: Config) -> StatusReport:
 
 def _plan_status(conn, plan_id: str, name: str, path: str) -> PlanStatus:
     ps = PlanStatus(plan_id, name, path)
-    ps.objects = {s: 0 for s in STATES}
-    ps.object_bytes = {s: 0 for s in STATES}
-    ps.event_files = {s: 0 for s in STATES}
-    for kind, state, count, size, retries in conn.execute(
-        "SELECT kind, state, COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(retries), 0) FROM items"
-        " WHERE plan_id=? GROUP BY kind, state",
-        (plan_id,),
-    ):
-        if kind == "object":
+    ps.objects = {s.value: 0 for s in ItemState}
+    ps.object_bytes = {s.value: 0 for s in ItemState}
+    ps.event_files = {s.value: 0 for s in ItemState}
+    for kind, state, count, size, retries in items.counts_by_state(conn, plan_id):
+        if kind == ItemKind.OBJECT:
             ps.objects[state] = ps.objects.get(state, 0) + count
             ps.object_bytes[state] = ps.object_bytes.get(state, 0) + size
         else:

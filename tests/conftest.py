@@ -165,3 +165,30 @@ def estate(tmp_path: Path):
 
     tag = unique_name("t")
     return datagen.generate(tmp_path / "dc", scale=0.05, project=PROJECT, bucket_prefix=tag, topic_prefix=tag)
+
+
+# --- real-cloud mode without a cloud ----------------------------------------------------------
+
+
+@pytest.fixture
+def real_cloud_adc(tmp_path: Path, monkeypatch) -> Path:
+    """Leave emulator mode and point ADC at throwaway user credentials (quota project acme-billing).
+
+    Building clients makes no request, so tests can check which credentials they carry."""
+    adc = tmp_path / "adc.json"
+    adc.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "id.apps.googleusercontent.com",
+                "client_secret": "secret",
+                "refresh_token": "token",
+                "quota_project_id": "acme-billing",
+            }
+        )
+    )
+    monkeypatch.delenv(clients.STORAGE_EMULATOR_ENV, raising=False)
+    monkeypatch.delenv(clients.PUBSUB_EMULATOR_ENV, raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-music-prod")
+    return adc

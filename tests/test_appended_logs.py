@@ -9,14 +9,13 @@ import gzip
 import json
 from pathlib import Path
 
+import pipeline
 import pytest
+from pubsubkit import drain
 from test_verify_helpers import FAST_DRAIN
 
 from migrate import clients
 from migrate.config import load_config
-from migrate.inventory import run_inventory
-from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 from migrate.sources.eventlog import iter_records
 from migrate.transfer.run import RunOptions, run_plan
 from migrate.verification.verify import verify_plan
@@ -34,12 +33,7 @@ class Wave:
         self.cfg = load_config(write_config(listeners=[listener]))
 
     def plan(self, name: str) -> tuple[dict | None, dict]:
-        conn = connect(self.cfg.project.state_dir)
-        try:
-            run_inventory(self.cfg, conn)
-            result = make_plan(self.cfg, conn, name)
-        finally:
-            conn.close()
+        result = pipeline.plan(self.cfg, name, hash=False)
         manifest = Path(result.paths["manifest"]).read_text().splitlines()
         items = [json.loads(x) for x in manifest if json.loads(x)["kind"] == "events"]
         assert len(items) <= 1
@@ -47,7 +41,7 @@ class Wave:
 
     def run_and_verify(self, plan: str) -> tuple[dict, object]:
         seen: list = []
-        summary = run_plan(self.cfg, Path(plan), options=RunOptions(workers=2), report=seen.append)
+        summary = pipeline.run(self.cfg, plan, workers=2, report=seen.append)
         assert summary.status == "ok", summary.to_dict()
         (start,) = [e for e in seen if e.kind == "start"]
         self.announced = start.data["events"]  # what the progress display counts down from
@@ -83,17 +77,8 @@ def audit(emulators, topic):
     path = sub.subscription_path(emulators.project, f"{topic}-audit")
     sub.create_subscription(name=path, topic=f"projects/{emulators.project}/topics/{topic}")
 
-    def drain() -> list:
-        got = []
-        while True:
-            resp = sub.pull(subscription=path, max_messages=1000, timeout=3)
-            if not resp.received_messages:
-                return got
-            got += [m.message for m in resp.received_messages]
-            sub.acknowledge(subscription=path, ack_ids=[m.ack_id for m in resp.received_messages])
-
-    yield drain
     sub.close()
+    yield lambda: drain(path)
 
 
 def test_grown_jsonl_log_replays_only_the_appended_lines(tmp_path, write_config, topic, audit):

@@ -163,3 +163,20 @@ def test_cli_inventory_json_and_exit_codes(dc, tmp_path):
     assert out.returncode == 2
     assert "transfer.workerz" in out.stderr and "did you mean 'workers'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_listener_time_span_is_ordered_by_time_not_text(tmp_path, write_config):
+    """'…:00.5Z' sorts before '…:00Z' as text; the span across files must compare times."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.jsonl").write_text(
+        '{"id": "1", "ts": "2024-05-01T00:00:00.5Z"}\n{"id": "2", "ts": "2024-05-01T00:00:09Z"}\n'
+    )
+    (logs / "b.jsonl").write_text(
+        '{"id": "3", "ts": "2024-05-01T00:00:00Z"}\n{"id": "4", "ts": "2024-05-01T00:00:09.25Z"}\n'
+    )
+    listener = {"name": "plays", "paths": [f"{logs}/*.jsonl"], "topic": "plays", "event_time_field": "ts"}
+    cfg = load_config(write_config(listeners=[listener]))
+    rep = run_inventory(cfg, connect(tmp_path / "state"))
+    (plays,) = rep.listeners
+    assert (plays.min_time, plays.max_time) == ("2024-05-01T00:00:00Z", "2024-05-01T00:00:09.25Z")

@@ -13,7 +13,8 @@ from migrate.config import load_config
 from migrate.errors import PlanError
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
-from migrate.plan import load_plan, register_items
+from migrate.ledger.items import register_items
+from migrate.plan import load_plan
 from migrate.planning.planner import make_plan
 
 PLAN_FILES = ("plan", "manifest", "skipped", "report", "tfvars")

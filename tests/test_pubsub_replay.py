@@ -7,17 +7,18 @@ import base64
 import json
 import os
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import files
 import pytest
+from pubsubkit import drain, verification_path
 
 from migrate import clients, ledger, names
 from migrate.config import PubSubConfig, TransferConfig, load_config
 from migrate.hashing import IdDigest
-from migrate.plan import register_items, write_plan
+from migrate.ledger.items import register_items
+from migrate.plan import EventItem, write_plan
 from migrate.progress import Event
 from migrate.quarantine import iter_quarantine
 from migrate.ratelimit import TokenBucket
@@ -60,21 +61,20 @@ def setup_plan(tmp_path: Path, write_config, listeners: list[dict], pubsub: dict
             st = os.stat(path)
             scan = scan_file(path, src)
             items.append(
-                {
-                    "seq": len(items),
-                    "kind": "events",
-                    "batch": 0,
-                    "source": src.name,
-                    "relpath": path,
-                    "path": path,
-                    "topic": src.topic,
-                    "size": st.st_size,
-                    "mtime_ns": st.st_mtime_ns,
-                    "inode": st.st_ino,
-                    "events": scan.events,
-                    "id_digest": scan.digest.hex,
-                    "format": src.format,
-                }
+                EventItem(
+                    seq=len(items),
+                    batch=0,
+                    source=src.name,
+                    relpath=path,
+                    path=path,
+                    topic=src.topic,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    inode=st.st_ino,
+                    events=scan.events,
+                    id_digest=scan.digest.hex,
+                    format=src.format,
+                )
             )
     header = {"snapshot_id": 1, "config_digest": cfg.digest(), "targets": {}}
     plan = write_plan(cfg.project.plans_dir, name, header, items)
@@ -96,38 +96,8 @@ def run_replay(cfg, conn, plan, *, stop=None, report=None):
         if report:
             report(e)
 
-    summary = replay_events(
-        conn, cfg, plan, event_items(conn, plan), run_id=1, report=rep, stop=stop or threading.Event()
-    )
+    summary = replay_events(conn, cfg, plan, event_items(conn, plan), report=rep, stop=stop or threading.Event())
     return summary, events
-
-
-def drain(topic_id: str, expect: int, *, idle: float = 1.5, subscription: str | None = None) -> list:
-    """Pull until `expect` messages arrived and then nothing more for `idle` seconds."""
-    sub = clients.subscriber_client()
-    path = sub.subscription_path(PROJECT, subscription or names.verification_subscription(topic_id))
-    got: list = []
-    deadline = time.monotonic() + 60
-    quiet_since = None
-    try:
-        while time.monotonic() < deadline:
-            # return_immediately: an empty subscription answers at once instead of holding the pull open.
-            resp = sub.pull(
-                request={"subscription": path, "max_messages": 1000, "return_immediately": True}, timeout=10
-            )
-            if resp.received_messages:
-                got.extend(m.message for m in resp.received_messages)
-                sub.acknowledge(subscription=path, ack_ids=[m.ack_id for m in resp.received_messages])
-                quiet_since = None
-                continue
-            if len(got) >= expect:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= idle:
-                    break
-            time.sleep(0.05)
-    finally:
-        sub.close()
-    return got
 
 
 def listener_cfg(tmp_path: Path, topic: str, **kw) -> dict:
@@ -163,7 +133,7 @@ def test_every_valid_event_arrives_bad_ones_are_quarantined(emulators, topic, tm
     assert sum(e.n for e in events if e.kind == "events") == 2496
     assert sum(e.n for e in events if e.kind == "quarantined") == 4
 
-    msgs = drain(topic, 2496)
+    msgs = drain(verification_path(topic), expect=2496)
     ids = [m.attributes["event_id"] for m in msgs]
     assert len(ids) == 2496 and set(ids) == expected_ids  # every valid event, exactly once
     m = next(m for m in msgs if m.attributes["event_id"] == "e000042")
@@ -189,7 +159,7 @@ def test_every_valid_event_arrives_bad_ones_are_quarantined(emulators, topic, tm
     # A finished plan publishes nothing more.
     again, _ = run_replay(cfg, conn, plan)
     assert again.events == 0 and again.quarantined == 0
-    assert drain(topic, 0, idle=0.5) == []
+    assert drain(verification_path(topic), quiet_pulls=1) == []
 
 
 def test_derived_event_ids_are_stable_across_runs(emulators, tmp_path, write_config) -> None:
@@ -203,7 +173,7 @@ def test_derived_event_ids_are_stable_across_runs(emulators, tmp_path, write_con
             tmp_path, write_config, [listener_cfg(tmp_path, topic_id, event_id_field=None)], name=f"run{run}"
         )
         run_replay(cfg, conn, plan)
-        received.append(sorted(m.attributes["event_id"] for m in drain(topic_id, 300)))
+        received.append(sorted(m.attributes["event_id"] for m in drain(verification_path(topic_id), expect=300)))
         conn.close()
     assert received[0] == received[1] and len(set(received[0])) == 300
     # ... and equal to what inventory's digest expects.
@@ -228,7 +198,7 @@ def test_resume_from_watermark_publishes_only_the_rest(emulators, topic, tmp_pat
             (plan.plan_id, "plays", path, wm, 200, 200),
         )
     summary, _ = run_replay(cfg, conn, plan)
-    ids = sorted(m.attributes["event_id"] for m in drain(topic, 299))
+    ids = sorted(m.attributes["event_id"] for m in drain(verification_path(topic), expect=299))
     assert ids == [f"e{i:06d}" for i in range(200, 500) if i != 300]
     assert summary.events == 299 and summary.quarantined == 1
     row = conn.execute("SELECT * FROM offsets WHERE plan_id=?", (plan.plan_id,)).fetchone()
@@ -262,7 +232,7 @@ def test_stop_drains_then_resume_completes_without_loss_or_duplicates(emulators,
     assert not second.interrupted and second.files_done == 2
     assert first.events + second.events == 11997
     assert first.quarantined + second.quarantined == 3
-    ids = [m.attributes["event_id"] for m in drain(topic, 11997)]
+    ids = [m.attributes["event_id"] for m in drain(verification_path(topic), expect=11997)]
     assert len(ids) == 11997 and len(set(ids)) == 11997
     entries = list(iter_quarantine(cfg.project.state_dir, plan.plan_id))
     assert sorted(e["line"] for e in entries) == [6, 4001, 6000]  # no duplicate entries
@@ -281,7 +251,7 @@ def test_truncated_gzip_publishes_what_is_readable(emulators, topic, tmp_path, w
     summary, _ = run_replay(cfg, conn, plan)
     assert summary.events == expected.events and summary.quarantined == 1 and summary.files_done == 1
     assert len(summary.anomalies) == 1 and "truncated gzip" in summary.anomalies[0]
-    ids = [m.attributes["event_id"] for m in drain(topic, expected.events)]
+    ids = [m.attributes["event_id"] for m in drain(verification_path(topic), expect=expected.events)]
     assert sorted(ids) == [f"e{i:06d}" for i in range(expected.events)]
     (entry,) = iter_quarantine(cfg.project.state_dir, plan.plan_id)
     assert entry["kind"] == "truncated"
@@ -298,7 +268,7 @@ def test_changed_source_is_not_replayed(emulators, topic, tmp_path, write_config
     assert summary.files_changed == 1 and summary.events == 0
     assert event_items(conn, plan)[0]["state"] == "source-changed"
     assert [e.kind for e in events] == ["source_changed"]
-    assert drain(topic, 0, idle=0.5) == []
+    assert drain(verification_path(topic), quiet_pulls=1) == []
 
 
 def test_csv_rows_arrive_as_json_objects(emulators, topic, tmp_path, write_config) -> None:
@@ -307,7 +277,7 @@ def test_csv_rows_arrive_as_json_objects(emulators, topic, tmp_path, write_confi
     cfg, conn, plan = setup_plan(tmp_path, write_config, [listener_cfg(tmp_path, topic, format="csv")])
     summary, _ = run_replay(cfg, conn, plan)
     assert (summary.events, summary.quarantined) == (2, 1)
-    msgs = sorted(drain(topic, 2), key=lambda m: m.attributes["event_id"])
+    msgs = sorted(drain(verification_path(topic), expect=2), key=lambda m: m.attributes["event_id"])
     assert [json.loads(m.data) for m in msgs] == [
         {"event_id": "a1", "ts": "1714521600", "user": "u1"},
         {"event_id": "a2", "ts": "1714521601000", "user": "u2"},
@@ -324,7 +294,7 @@ def test_csv_record_with_quoted_line_breaks_is_one_event_and_the_watermark_count
     cfg, conn, plan = setup_plan(tmp_path, write_config, [listener_cfg(tmp_path, topic, format="csv")])
     summary, _ = run_replay(cfg, conn, plan)
     assert (summary.events, summary.quarantined) == (4, 0)
-    msgs = {m.attributes["event_id"]: m for m in drain(topic, 4)}
+    msgs = {m.attributes["event_id"]: m for m in drain(verification_path(topic), expect=4)}
     assert json.loads(msgs["a1"].data)["note"] == "two\nlines"
     assert json.loads(msgs["a2"].data)["note"] == 'a "b"'
     assert [msgs[e].attributes["source"].rsplit(":", 1)[1] for e in ("a1", "a2", "a3", "a4")] == ["2", "4", "5", "6"]
@@ -373,7 +343,7 @@ def test_messages_with_the_same_ordering_key_keep_their_order(emulators) -> None
         pub.publish(f"{key}:{i}".encode(), {"event_id": str(i)}, i, key)
     pub.close()
     assert all(exc is None for _, exc in results) and sorted(t for toks, _ in results for t in toks) == list(range(600))
-    msgs = drain(topic_id, 600, subscription=ordered)
+    msgs = drain(f"projects/{PROJECT}/subscriptions/{ordered}", expect=600)
     per_key: dict[str, list[int]] = {}
     for m in msgs:
         per_key.setdefault(m.ordering_key, []).append(int(m.attributes["event_id"]))
@@ -478,7 +448,7 @@ def test_publisher_applies_events_per_second(emulators, topic) -> None:
     pub.close()
     assert clock.t == pytest.approx(1004.0)  # 50 free, then 200 at 50/s
     assert results and all(exc is None for exc in results)
-    assert len(drain(topic, 250)) == 250
+    assert len(drain(verification_path(topic), expect=250)) == 250
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import pipeline
+
 from migrate.config import load_config
 from migrate.hashing import crc32c_of_file
-from migrate.inventory import run_inventory
 from migrate.ledger import connect, ledger_path
-from migrate.planning.planner import make_plan
 from migrate.targets.gcs import PARTS_PREFIX, Gcs
 
 KIB = 1024
@@ -36,12 +36,7 @@ def _build(tmp_path: Path, write_config, bucket: str) -> tuple[Path, Path, Path]
         # capped so the run lasts a few seconds: a fast machine would otherwise finish between two polls
         transfer={"workers": 4, "large_file_threshold": "512KiB", "chunk_size": "256KiB", "bandwidth_limit": "2MiB/s"},
     )
-    cfg = load_config(config)
-    conn = connect(cfg.project.state_dir)
-    run_inventory(cfg, conn, hash=True)
-    plan = Path(make_plan(cfg, conn, "crash").paths["plan"])
-    conn.close()
-    return tree, config, plan
+    return tree, config, pipeline.plan_path(load_config(config), "crash")
 
 
 def _start(config: Path, plan: Path) -> subprocess.Popen:

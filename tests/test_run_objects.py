@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+import pipeline
 import pytest
 from faultproxy import FaultProxy
 from files import write_tree
@@ -16,11 +17,9 @@ from migrate.errors import PlanError
 from migrate.hashing import crc32c_of_file
 from migrate.inventory import run_inventory
 from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 from migrate.progress import Event
 from migrate.targets.gcs import MTIME_KEY, PARTS_PREFIX, PLAN_KEY, Gcs
 from migrate.transfer import copier
-from migrate.transfer.run import RunOptions, run_plan
 
 KIB = 1024
 # small thresholds so every path runs on small files: in-memory (<= 48 KiB), streamed, composite (>= 256 KiB)
@@ -63,16 +62,10 @@ class Setup:
         self.cfg = load_config(self.config)
 
     def plan(self, name: str = "w1") -> Path:
-        conn = connect(self.cfg.project.state_dir)
-        try:
-            run_inventory(self.cfg, conn, hash=True)
-            return Path(make_plan(self.cfg, conn, name).paths["plan"])
-        finally:
-            conn.close()
+        return pipeline.plan_path(self.cfg, name)
 
     def run(self, plan: Path, **kw):
-        opts = {k: kw.pop(k) for k in list(kw) if k in RunOptions.__dataclass_fields__}
-        return run_plan(self.cfg, plan, options=RunOptions(**opts), **kw)
+        return pipeline.run(self.cfg, plan, **kw)
 
     def items(self) -> dict[str, dict]:
         conn = connect(self.cfg.project.state_dir)
@@ -377,13 +370,10 @@ def test_a_whole_estate_objects_then_events(estate, gcs_client, emulators):
     from migrate.local.provision import provision
 
     cfg = load_config(estate.config_path)
-    conn = connect(cfg.project.state_dir)
-    run_inventory(cfg, conn, hash=True)
-    result = make_plan(cfg, conn, "estate")
-    conn.close()
+    result = pipeline.plan(cfg, "estate")
     provision(Path(result.paths["tfvars"]))
     events: list[Event] = []
-    summary = run_plan(cfg, Path(result.paths["plan"]), options=RunOptions(workers=4), report=events.append)
+    summary = pipeline.run(cfg, result.paths["plan"], workers=4, report=events.append)
     assert summary.status == "ok", summary.to_dict()
     assert summary.objects.done == estate.total_files and summary.objects.failed == 0
     assert summary.objects.bytes == estate.total_bytes

@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pipeline
 import pytest
 from faultproxy import FaultProxy
 
 from migrate.config import load_config
-from migrate.inventory import run_inventory
-from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 from migrate.status import status
 from migrate.transfer.run import RunOptions, run_plan
 
@@ -33,11 +31,7 @@ def planned(tmp_path: Path, write_config, bucket, emulators):
         transfer={"workers": 3, "retry_max_attempts": 2, "retry_initial_delay": 0.01, "retry_max_delay": 0.02},
     )
     cfg = load_config(config)
-    conn = connect(cfg.project.state_dir)
-    run_inventory(cfg, conn, hash=True)
-    plan = Path(make_plan(cfg, conn, "wave1").paths["plan"])
-    conn.close()
-    return tree, config, cfg, plan
+    return tree, config, cfg, pipeline.plan_path(cfg, "wave1")
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

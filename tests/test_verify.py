@@ -168,7 +168,7 @@ def test_objects_the_plan_skipped_as_already_migrated_are_checked_not_extra(tmp_
         }
         for rel, size, reason in [
             ("old/kept.ogg", 27, "already-migrated"),
-            ("old/gone.ogg", 5, "completed-earlier"),
+            ("old/gone.ogg", 5, "already-migrated"),
             ("old/conflict.ogg", 99, "conflict"),
             ("old/link.ogg", 0, "symlink"),
         ]

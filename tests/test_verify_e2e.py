@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pipeline
+
 from migrate.config import load_config
-from migrate.inventory import run_inventory
 from migrate.ledger import connect
 from migrate.local.provision import provision
-from migrate.planning.planner import make_plan
-from migrate.transfer.run import RunOptions, run_plan
 from migrate.verification.verify import DrainSettings, verify_plan
 
 FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=300)
@@ -17,15 +16,10 @@ FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=300)
 
 def test_real_run_verifies_clean_then_names_what_breaks(estate, emulators, gcs_client):
     cfg = load_config(estate.config_path)
-    conn = connect(cfg.project.state_dir)
-    try:
-        run_inventory(cfg, conn, hash=True)
-        plan = make_plan(cfg, conn, "e2e")
-    finally:
-        conn.close()
+    plan = pipeline.plan(cfg, "e2e")
     plan_path = Path(plan.paths["plan"])
     provision(Path(plan.paths["tfvars"]))
-    summary = run_plan(cfg, plan_path, options=RunOptions(workers=4))
+    summary = pipeline.run(cfg, plan_path, workers=4)
     assert summary.status == "ok", summary
 
     rep = verify_plan(cfg, plan_path, deep="10%", drain=FAST_DRAIN)

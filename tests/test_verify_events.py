@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+from pubsubkit import drain
 from test_verify_helpers import build_world
 from typer.testing import CliRunner
 
@@ -24,20 +25,8 @@ def _sub_path(w) -> str:
 
 
 def _pull(w, n: int, *, ack: bool = True) -> list:
-    """A consumer on the verification subscription: read up to n messages."""
-    sub = clients.subscriber_client()
-    try:
-        got: list = []
-        for _ in range(20):
-            if len(got) >= n:
-                break
-            resp = sub.pull(subscription=_sub_path(w), max_messages=n - len(got), timeout=5)
-            got += list(resp.received_messages)
-        if ack and got:
-            sub.acknowledge(subscription=_sub_path(w), ack_ids=[m.ack_id for m in got])
-        return got
-    finally:
-        sub.close()
+    """A consumer on the verification subscription: read n messages."""
+    return drain(_sub_path(w), expect=n, limit=n, ack=ack, raw=True)
 
 
 def test_clean_events_match_and_a_rerun_reports_the_same(tmp_path, write_config, gcs_client, topic):

@@ -16,7 +16,8 @@ from migrate import clients
 from migrate.config import Config, load_config
 from migrate.hashing import crc32c_of_bytes
 from migrate.ledger import connect
-from migrate.plan import Plan, canonical, register_items, write_plan
+from migrate.ledger.items import register_items
+from migrate.plan import EventItem, Item, ObjectItem, Plan, canonical, write_plan
 from migrate.sources.eventlog import iter_records, scan_file, source_attribute
 from migrate.verification.events import DrainSettings
 from migrate.verification.verify import VerifyReport, verify_plan
@@ -123,46 +124,44 @@ def build_world(
         ]
     cfg = load_config(write_config(**sections))
 
-    items: list[dict] = []
+    items: list[Item] = []
     for rel, data in objects.items():
         st = (root / rel).stat()
         items.append(
-            {
-                "seq": len(items) + 1,
-                "kind": "object",
-                "batch": 1,
-                "source": "music",
-                "relpath": rel,
-                "path": str(root / rel),
-                "bucket": bucket,
-                "object": PREFIX + rel,
-                "size": len(data),
-                "mtime_ns": st.st_mtime_ns,
-                "inode": st.st_ino,
-                "crc32c": crc32c_of_bytes(data),
-                "storage_class": "STANDARD",
-            }
+            ObjectItem(
+                seq=len(items) + 1,
+                batch=1,
+                source="music",
+                relpath=rel,
+                path=str(root / rel),
+                bucket=bucket,
+                object=PREFIX + rel,
+                size=len(data),
+                mtime_ns=st.st_mtime_ns,
+                inode=st.st_ino,
+                crc32c=crc32c_of_bytes(data),
+                storage_class="STANDARD",
+            )
         )
     if topic:
         scan = scan_file(str(log), cfg.listener_source("plays"))
         items.append(
-            {
-                "seq": len(items) + 1,
-                "kind": "events",
-                "batch": 2,
-                "source": "plays",
-                "relpath": str(log),
-                "path": str(log),
-                "topic": topic,
-                "size": scan.size,
-                "mtime_ns": scan.mtime_ns,
-                "inode": scan.inode,
-                "events": scan.events,
-                "malformed": scan.malformed,
-                "oversized": scan.oversized,
-                "id_digest": scan.digest.hex,
-                "format": "jsonl",
-            }
+            EventItem(
+                seq=len(items) + 1,
+                batch=2,
+                source="plays",
+                relpath=str(log),
+                path=str(log),
+                topic=topic,
+                size=scan.size,
+                mtime_ns=scan.mtime_ns,
+                inode=scan.inode,
+                events=scan.events,
+                malformed=scan.malformed,
+                oversized=scan.oversized,
+                id_digest=scan.digest.hex,
+                format="jsonl",
+            )
         )
     header = {"snapshot_id": 1, "project": cfg.project.id, "config_digest": cfg.digest()}
     if skipped is not None:

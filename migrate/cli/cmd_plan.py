@@ -71,7 +71,8 @@ def show(result) -> None:
     render.info(
         f"estimated copy time {format_seconds(est['copy_seconds'])} at {format_bytes(est['bandwidth_bytes_per_s'])}/s"
         f"{' (assumed)' if est['bandwidth_assumed'] else ''}; publish {format_seconds(est['publish_seconds'])};"
-        f" storage {format_money(est['monthly_storage_cost'])}/month"
+        f" storage {format_money(est['monthly_storage_cost'])}/month;"
+        f" operations and Pub/Sub {format_money(est['run_and_verify_cost'])} once"
     )
     for w in result.warnings:
         render.warn(w)

@@ -53,12 +53,19 @@ def register(app: typer.Typer) -> None:
 def show(result) -> None:
     from migrate.cli import render
 
+    render.identity(result.identity.to_dict() if result.identity else None)
     render.table(
         f"Preflight{f' of plan {result.plan}' if result.plan else ''} (project {result.project}"
         f"{', emulators' if result.emulator else ''})",
-        ["kind", "name", "status", "checked by"],
+        ["kind", "name", "status", "checked by", "large files"],
         [
-            (f.kind, f.name, f.status if f.level != "warning" else f"{f.status} (warning)", f.method or "")
+            (
+                f.kind,
+                f.name,
+                f.status if f.level != "warning" else f"{f.status} (warning)",
+                f.method or "",
+                f.upload_path or "",
+            )
             for f in result.findings
         ],
     )

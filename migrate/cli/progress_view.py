@@ -92,6 +92,8 @@ class RunProgress:
                 self._samples.append((self._started, c.bytes_sent, c.events))
             elif kind == "finish":
                 c.phase = "finished"
+        if kind == "identity" and self.mode != "off":
+            render.identity(event.data, err=True)
 
     # -- numbers shared by both displays
 

@@ -42,6 +42,15 @@ def plain(line: str) -> None:
     console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
+def identity(data: dict | None, *, err: bool = False) -> None:
+    """The principal and quota project in use (clients.Identity.to_dict()), as one line of data."""
+    if not data:
+        return
+    from migrate.clients import Identity
+
+    (err_console if err else console).print(Identity(**data).line(), highlight=False, soft_wrap=True, markup=False)
+
+
 def cell(value: object) -> str:
     """A table cell's text: counts with thousands separators, None as empty."""
     if value is None:

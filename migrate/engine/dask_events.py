@@ -33,10 +33,10 @@ from migrate.engine.dask_objects import WAIT, handle_progress
 from migrate.engine.dask_run import DaskEngine
 from migrate.engine.leases import lease_for
 from migrate.ledger import now, transaction
-from migrate.planning.planfile import Plan
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter
+from migrate.quarantine import Quarantine
 from migrate.retry import describe
-from migrate.transfer.quarantine import Quarantine
 from migrate.transfer.replay import COMMIT_EVERY, ReplaySummary
 
 LATE_REPORTS = 30.0  # seconds a finished task's last reports may take to arrive

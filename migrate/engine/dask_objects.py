@@ -22,11 +22,13 @@ from collections import Counter
 from migrate.config import Config
 from migrate.engine.dask_run import DaskEngine
 from migrate.engine.leases import lease_for
-from migrate.planning.planfile import Plan
+from migrate.ledger import items
+from migrate.ledger.states import OPEN, ItemKind
+from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
 from migrate.transfer.copier import Outcome, Work, part_layout
-from migrate.transfer.objects import ObjectsSummary, _count_objects, _count_pending, _Dispatch, iter_work
+from migrate.transfer.objects import ObjectsSummary, _Dispatch, iter_work
 
 BATCH_ITEMS = 64  # items per task at most: Dask costs about 1 ms per task
 BATCH_BYTES = 64 * 1024 * 1024
@@ -77,7 +79,7 @@ def copy_objects_dask(
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     slots = engine.slots
-    todo = _count_pending(conn, plan.plan_id)
+    todo = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN)
     batches = _Batches(max(1, min(BATCH_ITEMS, todo // (4 * slots))))
     spec = {"plan_id": plan.plan_id, "run_id": run_id, "bw": lease_for("bw", plan.plan_id, bwlimit, slots)}
     nonce = uuid.uuid4().hex[:8]
@@ -126,9 +128,9 @@ def copy_objects_dask(
     d.ledger.flush()
     summary.already_done = counts.get("done", 0)
     summary.previously_skipped = counts.get("source-changed", 0) + counts.get("conflict", 0)
-    summary.pending = _count_pending(conn, plan.plan_id) - summary.failed
+    summary.pending = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN) - summary.failed
     summary.halted = d.halted
-    summary.planned = _count_objects(conn, plan.plan_id)
+    summary.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)
     summary.elapsed = time.monotonic() - started
     return summary
 

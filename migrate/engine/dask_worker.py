@@ -77,7 +77,8 @@ class MigratePlugin(WorkerPlugin):
                 from migrate.targets.gcs import Gcs
 
                 threads = max(1, self.worker.state.nthreads)
-                client = gcs_client(self.cfg.project.id, pool_size=4)
+                impersonate = self.cfg.project.impersonate_service_account
+                client = gcs_client(self.cfg.project.id, pool_size=4, impersonate=impersonate)
                 self._gcs = Gcs(client, timeout=self.cfg.transfer.timeout, pool_size=threads + 4)
             return self._gcs
 
@@ -86,7 +87,7 @@ class MigratePlugin(WorkerPlugin):
             if self._publisher is None:
                 from migrate.clients import publisher_client
 
-                self._publisher = publisher_client()
+                self._publisher = publisher_client(impersonate=self.cfg.project.impersonate_service_account)
             return self._publisher
 
 

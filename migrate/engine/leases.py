@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from migrate.transfer.bandwidth import TokenBucket
+from migrate.ratelimit import TokenBucket
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ subscription (with the dead-letter policy) and the `<dead-letter topic>-hold` su
 terraform/modules/migration. Already-existing resources are fine, so provisioning is idempotent.
 
 It refuses to run outside emulator mode: real projects get their targets from terraform/, reviewed.
+Every create goes through the target protocols of `migrate.targets.admin`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +30,6 @@ SECONDS_PER_DAY = 86_400
 MAX_SUBSCRIPTION_RETENTION_DAYS = 7
 CALL_TIMEOUT = 30.0
 _RETRY = TransferConfig(retry_max_attempts=5, retry_initial_delay=0.2, retry_max_delay=2.0, retry_deadline=30.0)
-_NO_RETRY: dict[str, Any] = {"retry": None, "timeout": CALL_TIMEOUT}  # migrate.retry does the retrying
 _TERRAFORM_FIX = "apply terraform/ (terraform/examples/migration) with this tfvars file; provisioning is emulator-only"
 
 
@@ -102,12 +103,16 @@ def provision(tfvars: dict | str | Path, *, project: str | None = None) -> Provi
     return report
 
 
-# --- GCS ----------------------------------------------------------------------------------------
+# --- GCS ---------------------------------------------------------------------------------------
 
 
-def _call(kind: str, name: str, where: str, fn: Callable[[], Any]) -> Any:
+def _retry(fn: Callable[[], Any]) -> Any:
+    return call_with_retry(fn, _RETRY)
+
+
+def _ensure(report: ProvisionReport, kind: str, name: str, where: str, create: Callable[[], bool]) -> None:
     try:
-        return call_with_retry(fn, _RETRY)
+        created = create()
     except TargetError:
         raise
     except Exception as exc:
@@ -115,117 +120,49 @@ def _call(kind: str, name: str, where: str, fn: Callable[[], Any]) -> Any:
             f"cannot create {kind} '{name}' on the {where}: {describe(exc)}",
             "check that the emulator is running and its env var points at it",
         ) from None
+    (report.created if created else report.existing).append((kind, name))
 
 
 def _provision_buckets(doc: dict, buckets: dict[str, dict], report: ProvisionReport) -> None:
-    from google.api_core import exceptions as gexc
+    from migrate.targets import gcs_admin
 
-    client = clients.gcs_client(report.project, pool_size=4)
+    admin = gcs_admin.connect(report.project, _retry, CALL_TIMEOUT)
     location = doc.get("location") or "US"
     labels = doc.get("labels") or {}
     for name in sorted(buckets):
         spec = buckets[name] or {}
-
-        def create(name: str = name, spec: dict = spec) -> bool:
-            """True if created, False if it already existed."""
-            try:
-                client.create_bucket(
-                    _bucket(client, name, spec, labels, versioning=True), location=location, **_NO_RETRY
-                )
-                return True
-            except gexc.Conflict:
-                return False
-            except gexc.InternalServerError as exc:
-                # fake-gcs-server's filesystem backend has no object versioning: create without it.
-                if "versioning" not in str(exc):
-                    raise
-            try:
-                client.create_bucket(
-                    _bucket(client, name, spec, labels, versioning=False), location=location, **_NO_RETRY
-                )
-                if spec.get("versioning"):
-                    report.notes.append(f"bucket {name}: versioning not supported by the emulator; created without it")
-                return True
-            except gexc.Conflict:
-                return False
-
-        created = _call("bucket", name, "GCS emulator", create)
-        (report.created if created else report.existing).append(("bucket", name))
-
-
-def _bucket(client, name: str, spec: dict, labels: dict, *, versioning: bool):
-    bucket = client.bucket(name)
-    bucket.storage_class = spec.get("storage_class") or "STANDARD"
-    bucket.versioning_enabled = bool(spec.get("versioning")) and versioning
-    if labels:
-        bucket.labels = dict(labels)
-    days = spec.get("soft_delete_retention_days")
-    if days:
-        bucket.soft_delete_policy.retention_duration_seconds = int(days) * SECONDS_PER_DAY
-    for rule in spec.get("lifecycle_rules") or []:
-        if rule.get("action") == "SetStorageClass":
-            bucket.add_lifecycle_set_storage_class_rule(rule["storage_class"], age=int(rule["age_days"]))
-        elif rule.get("action") == "Delete":
-            bucket.add_lifecycle_delete_rule(age=int(rule["age_days"]))
-    return bucket
+        create = functools.partial(admin.create_bucket, name, spec, location=location, labels=labels)
+        _ensure(report, "bucket", name, "GCS emulator", create)
+    report.notes.extend(admin.notes)
 
 
 # --- Pub/Sub ------------------------------------------------------------------------------------
 
 
 def _provision_topics(topics: dict[str, dict], report: ProvisionReport) -> None:
-    from google.api_core import exceptions as gexc
-    from google.protobuf import duration_pb2
-
     from migrate.names import dead_letter_topic, verification_subscription
+    from migrate.targets import pubsub_admin
+    from migrate.targets.admin import SubscriptionSpec
 
-    publisher = clients.publisher_client()
-    subscriber = clients.subscriber_client()
-    project = report.project
-
-    def ensure(kind: str, name: str, create: Callable[..., Any], request: dict) -> None:
-        def attempt() -> bool:
-            try:
-                create(request=request, **_NO_RETRY)
-                return True
-            except gexc.AlreadyExists:
-                return False
-
-        created = _call(kind, name, "Pub/Sub emulator", attempt)
-        (report.created if created else report.existing).append((kind, name))
-
-    def days(n: int) -> duration_pb2.Duration:
-        return duration_pb2.Duration(seconds=n * SECONDS_PER_DAY)
-
+    admin = pubsub_admin.connect(report.project, _retry, CALL_TIMEOUT)
+    where = "Pub/Sub emulator"
     try:
         for topic_id in sorted(topics):
             spec = topics[topic_id] or {}
-            retention = int(spec.get("message_retention_days") or MAX_SUBSCRIPTION_RETENTION_DAYS)
+            retention = int(spec.get("message_retention_days") or MAX_SUBSCRIPTION_RETENTION_DAYS) * SECONDS_PER_DAY
+            sub_retention = min(retention, MAX_SUBSCRIPTION_RETENTION_DAYS * SECONDS_PER_DAY)
             dlt_id = spec.get("dead_letter_topic") or dead_letter_topic(topic_id)
             sub_id = spec.get("verification_subscription") or verification_subscription(topic_id)
             hold_id = dlt_id + DEAD_LETTER_HOLD_SUFFIX
-            topic_path = publisher.topic_path(project, topic_id)
-            dlt_path = publisher.topic_path(project, dlt_id)
-            for tid, path in ((topic_id, topic_path), (dlt_id, dlt_path)):
-                request = {"name": path, "message_retention_duration": days(retention)}
-                ensure("topic", tid, publisher.create_topic, request)
-            verification = {
-                "name": subscriber.subscription_path(project, sub_id),
-                "topic": topic_path,
-                "ack_deadline_seconds": ACK_DEADLINE_SECONDS,
-                "message_retention_duration": days(min(retention, MAX_SUBSCRIPTION_RETENTION_DAYS)),
-                "expiration_policy": {},  # never expires
-                "dead_letter_policy": {"dead_letter_topic": dlt_path, "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS},
-            }
-            ensure("subscription", sub_id, subscriber.create_subscription, verification)
-            hold = {
-                "name": subscriber.subscription_path(project, hold_id),
-                "topic": dlt_path,
-                "ack_deadline_seconds": ACK_DEADLINE_SECONDS,
-                "message_retention_duration": days(MAX_SUBSCRIPTION_RETENTION_DAYS),
-                "expiration_policy": {},
-            }
-            ensure("subscription", hold_id, subscriber.create_subscription, hold)
+            for tid in (topic_id, dlt_id):
+                _ensure(
+                    report, "topic", tid, where, functools.partial(admin.create_topic, tid, retention_seconds=retention)
+                )
+            hold_retention = MAX_SUBSCRIPTION_RETENTION_DAYS * SECONDS_PER_DAY
+            for spec in (
+                SubscriptionSpec(sub_id, topic_id, ACK_DEADLINE_SECONDS, sub_retention, dlt_id, MAX_DELIVERY_ATTEMPTS),
+                SubscriptionSpec(hold_id, dlt_id, ACK_DEADLINE_SECONDS, hold_retention),
+            ):
+                _ensure(report, "subscription", spec.name, where, functools.partial(admin.create_subscription, spec))
     finally:
-        subscriber.close()
-        publisher.transport.close()
+        admin.close()

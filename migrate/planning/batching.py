@@ -30,10 +30,9 @@ def assign_batches(
     key: Callable[[T], Any] = lambda _row: None,
     max_files: int,
     max_bytes: int,
-    first: int = 1,
 ) -> Iterator[tuple[int, T]]:
-    """Yield (batch number, row) for each row; batch numbers start at `first` and increase by one."""
-    batch = first - 1
+    """Yield (batch number, row) for each row; batch numbers start at 1 and increase by one."""
+    batch = 0
     files = 0
     nbytes = 0
     current_key: Any = object()

@@ -18,22 +18,9 @@ import re
 import sqlite3
 
 from migrate.config import Config
+from migrate.ledger.states import ItemKind, ItemState
 from migrate.names import object_name, object_name_problem
 from migrate.planning.listing import insert_many
-
-# reason code -> what the report says about it
-SKIP_REASONS: dict[str, str] = {
-    "already-migrated": "already in the bucket with equal size and CRC32C",
-    "conflict": "in the bucket with different content (conflict_policy = skip)",
-    "symlink": "symbolic link (not followed)",
-    "anomaly": "cannot be transferred (inventory anomaly)",
-    "rejected-name": "object name GCS would reject",
-    "empty-log": "log file holds no lines",
-    "anomalous-log": "log file cannot be read",
-    "replayed-earlier": "fully replayed by an earlier run",
-}
-# codes that mean "the destination already has it": not a problem, not a loss
-DONE_CODES = ("already-migrated", "replayed-earlier")
 
 OBJ_TABLES = """
 DROP TABLE IF EXISTS temp.plan_src;
@@ -168,9 +155,10 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
             UPDATE plan_obj SET done_before = 1
             WHERE code IS NULL AND d_size IS NULL AND EXISTS (
               SELECT 1 FROM items i
-              WHERE i.bucket = plan_obj.bucket AND i.object = plan_obj.object AND i.state = 'done'
-                AND i.kind = 'object')
-            """
+              WHERE i.bucket = plan_obj.bucket AND i.object = plan_obj.object AND i.state = ?
+                AND i.kind = ?)
+            """,
+            (ItemState.DONE, ItemKind.OBJECT),
         )
         conn.execute(
             """
@@ -244,9 +232,10 @@ def classify_events(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) -> 
             """
             INSERT INTO plan_done_ev(source, path, size, mtime_ns, inode, plan_id, crc32c)
             SELECT i.source, i.relpath, i.size, i.mtime_ns, i.inode, i.plan_id, i.crc32c FROM items i
-            WHERE i.kind = 'events' AND (i.state = 'done' OR EXISTS (
+            WHERE i.kind = ? AND (i.state = ? OR EXISTS (
               SELECT 1 FROM offsets o WHERE o.plan_id = i.plan_id AND o.path = i.relpath AND o.done = 1))
-            """
+            """,
+            (ItemKind.EVENTS, ItemState.DONE),
         )
         conn.execute("CREATE INDEX temp.plan_done_ev_path ON plan_done_ev(source, path)")
         conn.execute(

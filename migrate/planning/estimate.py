@@ -50,7 +50,7 @@ def storage_costs(cfg: Config, stored_bytes: dict[str, int]) -> dict[str, dict]:
     for sc in STORAGE_CLASSES:
         if sc not in stored_bytes:
             continue
-        price = float(cfg.prices.get(sc, 0.0))
+        price = float(cfg.prices.storage.get(sc, 0.0))
         gib = stored_bytes[sc] / GIB
         out[sc] = {"price_gib_month": price, "gib": round(gib, 3), "monthly_cost": round(gib * price, 6)}
     return out

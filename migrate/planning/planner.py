@@ -4,38 +4,27 @@ Everything streams through TEMP tables of the ledger connection: the destination
 classified files, and the manifest (a generator over an ordered SQL query). Nothing written depends
 on the clock, so the same inventory, config and destination give byte-identical files.
 
-Files written to project.plans_dir:
-  <name>.plan.json       plan.write_plan; header adds snapshot_id, config_digest, project, targets
-                         {"buckets", "topics"}, bucket_storage_classes, service_account_id,
-                         inventory_hashed, skipped {"file", "sha256", "items"} and summary
-  <name>.manifest.jsonl  the migrate.plan item fields, plus
-                           object: "overwrite" (bool; true only under conflict_policy = overwrite for an
-                                   object that exists with other content: do not use if_generation_match=0)
-                                   and, when true, "replace_generation" (the generation listed at plan time)
-                           events: "event_bytes", "malformed", "oversized", "replayed_before" (bool: replayed
-                                   whole again after an earlier run), "crc32c" (plain logs), and for a log that
-                                   only grew since an earlier replay "start_offset" / "start_line" (appended.py)
-  <name>.skipped.jsonl   one line per inventoried entry not in the manifest, plan order, keys sorted:
-                         kind ("object" | "events"), source, relpath, entry (files.kind or "log"), size,
-                         reason (a diff.SKIP_REASONS code), detail, and bucket/object or topic
+Files written to project.plans_dir (their fields: migrate/plan.py, the one description of them):
+  <name>.plan.json       the plan header (plan.write_plan)
+  <name>.manifest.jsonl  the items: ObjectItem / EventItem
+  <name>.skipped.jsonl   one SkippedEntry per inventoried entry not in the manifest
   <name>.md              report.render_report(plan document)
   <name>.tfvars.json     tfvars.build_tfvars for every configured bucket and topic
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from migrate.atomic import write_text_atomic
 from migrate.config import Config
 from migrate.errors import PlanError, UsageError
 from migrate.ledger import latest_snapshot
-from migrate.plan import canonical, plan_paths, write_plan, write_text_atomic
+from migrate.plan import EventItem, Item, ObjectItem, SkippedEntry, plan_paths, write_jsonl, write_plan
 from migrate.planning import appended, diff, listing, summary
 from migrate.planning.batching import assign_batches
 from migrate.planning.report import render_report
@@ -104,7 +93,7 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
     if gcs_client is None and cfg.catalog:
         from migrate.clients import gcs_client as make_client
 
-        gcs_client = make_client(cfg.project.id)
+        gcs_client = make_client(cfg.project.id, impersonate=cfg.project.impersonate_service_account)
     listings = listing.load_destination(
         conn, gcs_client, [(s.bucket, s.prefix) for s in cfg.catalog], transfer=cfg.transfer, report=report
     )
@@ -144,7 +133,7 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
     paths["skipped"] = skipped_path(plans_dir, name)
 
     report(Event("phase", name="writing skipped list"))
-    skipped_meta = _write_jsonl(paths["skipped"], _skipped_rows(conn))
+    skipped_meta = write_jsonl(paths["skipped"], _skipped_rows(conn))
     header = {
         "snapshot_id": snapshot_id,
         "config_digest": cfg.digest(),
@@ -165,7 +154,7 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
     return result
 
 
-def _items(conn: sqlite3.Connection, cfg: Config) -> Iterator[dict]:
+def _items(conn: sqlite3.Connection, cfg: Config) -> Iterator[Item]:
     """Manifest items in plan order: objects in batches, then one batch per listener log file."""
     t = cfg.transfer
     seq = 0
@@ -176,51 +165,46 @@ def _items(conn: sqlite3.Connection, cfg: Config) -> Iterator[dict]:
     ):
         seq += 1
         last_batch = batch
-        item = {
-            "seq": seq,
-            "kind": "object",
-            "batch": batch,
-            "source": r["source"],
-            "relpath": r["relpath"],
-            "path": r["path"],
-            "bucket": r["bucket"],
-            "object": r["object"],
-            "size": r["size"],
-            "mtime_ns": r["mtime_ns"],
-            "inode": r["inode"],
-            "crc32c": r["crc32c"],
-            "storage_class": r["storage_class"],
-            "overwrite": bool(r["overwrite"]),
-        }
-        if r["overwrite"]:
-            item["replace_generation"] = r["d_generation"]
-        yield item
+        yield ObjectItem(
+            seq=seq,
+            batch=batch,
+            source=r["source"],
+            relpath=r["relpath"],
+            path=r["path"],
+            bucket=r["bucket"],
+            object=r["object"],
+            size=r["size"],
+            mtime_ns=r["mtime_ns"],
+            inode=r["inode"],
+            crc32c=r["crc32c"],
+            storage_class=r["storage_class"],
+            overwrite=bool(r["overwrite"]),
+            replace_generation=r["d_generation"] if r["overwrite"] else None,
+        )
     for r in summary.planned_logs(conn):
         seq += 1
         last_batch += 1
-        item = {
-            "seq": seq,
-            "kind": "events",
-            "batch": last_batch,
-            "source": r["source"],
-            "relpath": r["path"],
-            "path": r["path"],
-            "topic": r["topic"],
-            "size": r["size"],
-            "mtime_ns": r["mtime_ns"],
-            "inode": r["inode"],
-            "events": r["events"],
-            "event_bytes": r["event_bytes"],
-            "malformed": r["malformed"],
-            "oversized": r["oversized"],
-            "id_digest": r["id_digest"],
-            "format": r["format"],
-            "replayed_before": bool(r["changed_since_replay"]),
-            "crc32c": r["crc32c"],
-        }
-        if r["start_offset"]:
-            item["start_offset"], item["start_line"] = r["start_offset"], r["start_line"]
-        yield item
+        yield EventItem(
+            seq=seq,
+            batch=last_batch,
+            source=r["source"],
+            relpath=r["path"],
+            path=r["path"],
+            topic=r["topic"],
+            size=r["size"],
+            mtime_ns=r["mtime_ns"],
+            inode=r["inode"],
+            events=r["events"],
+            event_bytes=r["event_bytes"],
+            malformed=r["malformed"],
+            oversized=r["oversized"],
+            id_digest=r["id_digest"],
+            format=r["format"],
+            replayed_before=bool(r["changed_since_replay"]),
+            crc32c=r["crc32c"],
+            start_offset=r["start_offset"] or 0,
+            start_line=(r["start_line"] or 0) if r["start_offset"] else 0,
+        )
 
 
 def _skipped_rows(conn: sqlite3.Connection) -> Iterator[dict]:
@@ -228,41 +212,8 @@ def _skipped_rows(conn: sqlite3.Connection) -> Iterator[dict]:
         "SELECT source, relpath, kind, size, code, detail, bucket, object FROM plan_obj"
         " WHERE code IS NOT NULL ORDER BY ord, relpath"
     ):
-        yield {
-            "kind": "object",
-            "source": r[0],
-            "relpath": r[1],
-            "entry": r[2],
-            "size": r[3],
-            "reason": r[4],
-            "detail": r[5],
-            "bucket": r[6],
-            "object": r[7],
-        }
+        yield SkippedEntry(ObjectItem.kind, r[0], r[1], r[2], r[3], r[4], r[5], bucket=r[6], object=r[7]).to_json()
     for r in conn.execute(
         "SELECT source, path, size, code, detail, topic FROM plan_ev WHERE code IS NOT NULL ORDER BY ord, path"
     ):
-        yield {
-            "kind": "events",
-            "source": r[0],
-            "relpath": r[1],
-            "entry": "log",
-            "size": r[2],
-            "reason": r[3],
-            "detail": r[4],
-            "topic": r[5],
-        }
-
-
-def _write_jsonl(path: Path, rows: Iterator[dict]) -> dict:
-    digest = hashlib.sha256()
-    count = 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        for row in rows:
-            line = canonical(row) + b"\n"
-            digest.update(line)
-            fh.write(line)
-            count += 1
-    os.replace(tmp, path)
-    return {"sha256": digest.hexdigest(), "items": count}
+        yield SkippedEntry(EventItem.kind, r[0], r[1], "log", r[2], r[3], r[4], topic=r[5]).to_json()

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
-from migrate.names import dead_letter_topic, display_name, verification_subscription
-from migrate.planning.diff import SKIP_REASONS
+from migrate import markdown as md
+from migrate.names import dead_letter_topic, verification_subscription
+from migrate.plan import SKIP_REASONS
 from migrate.planning.estimate import format_money, format_seconds
 from migrate.units import format_bytes
 
 ANOMALY_CODES = ("anomaly", "rejected-name", "symlink", "anomalous-log")
-
-
-class Md(str):
-    """Text that is already markdown: table() does not escape it."""
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, Md):
-        return str(value)
-    text = "" if value is None else str(value)
-    return display_name(text).replace("|", "\\|")
-
-
-def _code(value: object) -> Md:
-    text = _cell(value)
-    return Md(f"`{text}`" if text and "`" not in text else text)
 
 
 def _short(text: str, limit: int = 100) -> str:
@@ -36,25 +19,14 @@ def _short(text: str, limit: int = 100) -> str:
     return text[:keep] + "…" + text[-keep:]
 
 
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
 def _b(value: int) -> str:
     return format_bytes(value) if value else "0 B"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()) -> list[str]:
-    right = set(right)
-    out = ["| " + " | ".join(headers) + " |"]
-    out.append("|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|")
-    for row in rows:
-        out.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return out
-
-
 def render_report(doc: dict) -> str:
     """Markdown for a plan document (the content of <name>.plan.json)."""
+    from migrate.planning.cost_report import cost_section
+
     s = doc["summary"]
     lines: list[str] = [f"# Migration plan `{doc['name']}`", ""]
     lines += _overview(doc, s)
@@ -64,6 +36,7 @@ def render_report(doc: dict) -> str:
     lines += _skipped(s)
     lines += _anomalies(s)
     lines += _estimates(s)
+    lines += cost_section(s)
     lines += _targets(doc, s)
     lines += _next_steps(doc)
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -75,30 +48,30 @@ def _overview(doc: dict, s: dict) -> list[str]:
         f"Plan id `{doc['plan_id']}` for project `{doc['project']}`, from inventory snapshot {doc['snapshot_id']}"
         f" (config digest `{doc['config_digest']}`, conflict policy **{s['conflicts']['policy']}**).",
         "",
-        *table(
+        *md.table(
             ["", "Files", "Bytes", "Batches"],
             [
-                ["Objects to copy", _n(o["files"]), _b(o["bytes"]), _n(o["batches"])],
+                ["Objects to copy", md.num(o["files"]), _b(o["bytes"]), md.num(o["batches"])],
                 [
                     "Listener logs to replay",
-                    _n(e["files"]),
-                    _b(e["bytes"]) + f" in {_n(e['events'])} events",
-                    _n(e["batches"]),
+                    md.num(e["files"]),
+                    _b(e["bytes"]) + f" in {md.num(e['events'])} events",
+                    md.num(e["batches"]),
                 ],
                 [
                     "Already in the destination",
-                    _n(s["already_migrated"]["files"]),
+                    md.num(s["already_migrated"]["files"]),
                     _b(s["already_migrated"]["bytes"]),
                     "",
                 ],
-                ["Skipped for other reasons", _n(k["not_done"]["files"]), _b(k["not_done"]["bytes"]), ""],
+                ["Skipped for other reasons", md.num(k["not_done"]["files"]), _b(k["not_done"]["bytes"]), ""],
             ],
             right=(1, 2, 3),
         ),
         "",
     ]
     if s["warnings"]:
-        out += ["**Warnings**", ""] + [f"- {_cell(w)}" for w in s["warnings"]] + [""]
+        out += ["**Warnings**", ""] + [f"- {md.cell(w)}" for w in s["warnings"]] + [""]
     return out
 
 
@@ -110,18 +83,18 @@ def _catalog(s: dict) -> list[str]:
         rows.append(
             [
                 src["name"],
-                _code(src["root"]),
-                _code(f"gs://{src['bucket']}/{src['prefix']}"),
+                md.code(src["root"]),
+                md.code(f"gs://{src['bucket']}/{src['prefix']}"),
                 src["storage_class"],
-                _n(src["inventoried"]["files"]),
-                _n(src["planned"]["files"]),
+                md.num(src["inventoried"]["files"]),
+                md.num(src["planned"]["files"]),
                 _b(src["planned"]["bytes"]),
-                _n(src["already_migrated"]["files"]),
-                _n(src["skipped"]["files"]),
+                md.num(src["already_migrated"]["files"]),
+                md.num(src["skipped"]["files"]),
             ]
         )
     out = ["## Catalog sources", ""]
-    out += table(
+    out += md.table(
         [
             "Source",
             "Root",
@@ -137,14 +110,14 @@ def _catalog(s: dict) -> list[str]:
         right=(4, 5, 6, 7, 8),
     )
     out += ["", "### By bucket", ""]
-    out += table(
+    out += md.table(
         ["Bucket", "Exists", "Objects listed", "To copy", "Bytes to copy"],
         [
             [
-                _code(b["bucket"]),
+                md.code(b["bucket"]),
                 "yes" if b["exists"] else "**no**",
-                _n(b["listed_objects"]),
-                _n(b["files"]),
+                md.num(b["listed_objects"]),
+                md.num(b["files"]),
                 _b(b["bytes"]),
             ]
             for b in s["buckets"]
@@ -154,8 +127,8 @@ def _catalog(s: dict) -> list[str]:
     o = s["objects"]
     out += [
         "",
-        f"Batches: {_n(o['batches'])}; the largest holds {_n(o['largest_batch_files'])} files /"
-        f" {_b(o['largest_batch_bytes'])}; {_n(o['files_over_batch_max_bytes'])} file(s) exceed"
+        f"Batches: {md.num(o['batches'])}; the largest holds {md.num(o['largest_batch_files'])} files /"
+        f" {_b(o['largest_batch_bytes'])}; {md.num(o['files_over_batch_max_bytes'])} file(s) exceed"
         " `batch_max_bytes` and travel alone.",
     ]
     cmp_ = s["compare"]
@@ -163,8 +136,8 @@ def _catalog(s: dict) -> list[str]:
         out.append("Objects already in a bucket were compared by size and CRC32C.")
     else:
         out.append(
-            f"**{_n(cmp_['unhashed_files'])} file(s) were inventoried without `--hash`**: objects already in a bucket"
-            f" were compared by size only ({_n(cmp_['size_only_matches'])} matched that way)."
+            f"**{md.num(cmp_['unhashed_files'])} file(s) were inventoried without `--hash`**: objects already in a"
+            f" bucket were compared by size only ({md.num(cmp_['size_only_matches'])} matched that way)."
         )
     return out + [""]
 
@@ -175,7 +148,7 @@ def _storage(s: dict) -> list[str]:
     rows = [
         [
             sc,
-            _n(c["files"]),
+            md.num(c["files"]),
             _b(c["bytes"]),
             _b(c["stored_bytes"]),
             f"${c['price_gib_month']:.4f}",
@@ -185,7 +158,7 @@ def _storage(s: dict) -> list[str]:
     ]
     rows.append(["**Total**", "", "", "", "", f"**{format_money(s['estimates']['monthly_storage_cost'])}**"])
     out = ["## Storage classes and monthly cost", ""]
-    out += table(
+    out += md.table(
         ["Class", "To copy", "Bytes to copy", "Stored after this wave", "Per GiB-month", "Per month"],
         rows,
         right=(1, 2, 3, 4, 5),
@@ -199,18 +172,18 @@ def _listeners(s: dict) -> list[str]:
     rows = [
         [
             src["name"],
-            _code(src["topic"]),
+            md.code(src["topic"]),
             src["format"],
-            f"{_n(src['planned_files'])} of {_n(src['log_files'])}",
-            _n(src["events"]),
+            f"{md.num(src['planned_files'])} of {md.num(src['log_files'])}",
+            md.num(src["events"]),
             _b(src["event_bytes"]),
-            _n(src["malformed"]),
-            _n(src["oversized"]),
+            md.num(src["malformed"]),
+            md.num(src["oversized"]),
         ]
         for src in s["listener_sources"]
     ]
     out = ["## Listener logs to Pub/Sub", ""]
-    out += table(
+    out += md.table(
         [
             "Listener",
             "Topic",
@@ -227,14 +200,14 @@ def _listeners(s: dict) -> list[str]:
     e = s["events"]
     out += [
         "",
-        f"One publish batch per log file; about {_n(e['publish_requests'])} publish requests. Malformed and"
+        f"One publish batch per log file; about {md.num(e['publish_requests'])} publish requests. Malformed and"
         " oversized lines go to the quarantine file, not to Pub/Sub.",
     ]
     if s["malformed_examples"]:
         out += ["", "First malformed lines:", ""]
-        out += table(
+        out += md.table(
             ["Listener", "File", "Line", "Reason"],
-            [[m["source"], _code(m["path"]), m["line"], m["reason"]] for m in s["malformed_examples"]],
+            [[m["source"], md.code(m["path"]), m["line"], m["reason"]] for m in s["malformed_examples"]],
             right=(2,),
         )
     return out + [""]
@@ -245,9 +218,9 @@ def _skipped(s: dict) -> list[str]:
     out = ["## Skipped", ""]
     if not k["files"]:
         return out + ["Nothing is skipped.", ""]
-    out += table(
+    out += md.table(
         ["Reason", "Files", "Bytes", "Meaning"],
-        [[_code(code), _n(v["files"]), _b(v["bytes"]), v["description"]] for code, v in k["by_reason"].items()],
+        [[md.code(code), md.num(v["files"]), _b(v["bytes"]), v["description"]] for code, v in k["by_reason"].items()],
         right=(1, 2),
     )
     out += ["", "The full list with a reason per file is in the `.skipped.jsonl` file next to this report.", ""]
@@ -259,11 +232,11 @@ def _skipped(s: dict) -> list[str]:
 
 
 def _examples(code: str, rows: list[dict], total: int) -> list[str]:
-    more = f" (first {len(rows)} of {_n(total)})" if total > len(rows) else ""
+    more = f" (first {len(rows)} of {md.num(total)})" if total > len(rows) else ""
     out = [f"**{SKIP_REASONS[code]}**{more}", ""]
-    out += table(
+    out += md.table(
         ["Source", "Path", "Size", "Detail"],
-        [[r["source"], _code(_short(r["relpath"])), _b(r["size"]), r["detail"]] for r in rows],
+        [[r["source"], md.code(_short(r["relpath"])), _b(r["size"]), r["detail"]] for r in rows],
         right=(2,),
     )
     return out + [""]
@@ -283,7 +256,7 @@ def _estimates(s: dict) -> list[str]:
     est = s["estimates"]
     rate = est["bandwidth_bytes_per_s"]
     out = ["## Estimates", ""]
-    out += table(
+    out += md.table(
         ["", "Estimate", "Assumption"],
         [
             [
@@ -294,6 +267,8 @@ def _estimates(s: dict) -> list[str]:
             ],
             ["Publish events", format_seconds(est["publish_seconds"]), est["publish_basis"]],
             ["Monthly storage", format_money(est["monthly_storage_cost"]), "GiB-month prices per storage class"],
+            ["Run and verify, once", format_money(est["run_and_verify_cost"]), "GCS class A operations, Pub/Sub"],
+            ["Deep verify of every object", format_money(est["deep_verify_all_cost"]), "class B reads, retrieval"],
         ],
     )
     return out + [""]
@@ -305,15 +280,15 @@ def _targets(doc: dict, s: dict) -> list[str]:
     classes = doc.get("bucket_storage_classes", {})
     out = ["## Target resources that must exist", ""]
     if t["buckets"]:
-        out += table(
+        out += md.table(
             ["Bucket", "Default class", "Exists now"],
-            [[_code(b), classes.get(b, ""), "yes" if exists.get(b) else "**no**"] for b in t["buckets"]],
+            [[md.code(b), classes.get(b, ""), "yes" if exists.get(b) else "**no**"] for b in t["buckets"]],
         )
         out.append("")
     if t["topics"]:
-        out += table(
+        out += md.table(
             ["Topic", "Verification subscription", "Dead-letter topic"],
-            [[_code(x), _code(verification_subscription(x)), _code(dead_letter_topic(x))] for x in t["topics"]],
+            [[md.code(x), md.code(verification_subscription(x)), md.code(dead_letter_topic(x))] for x in t["topics"]],
         )
         out.append("")
     out.append(

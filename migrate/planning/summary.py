@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from migrate.config import STORAGE_CLASSES, Config
+from migrate.plan import DONE_SKIP_REASONS, SKIP_REASONS
 from migrate.planning.batching import batch_stats
-from migrate.planning.diff import DONE_CODES, SKIP_REASONS
+from migrate.planning.costs import plan_costs
 from migrate.planning.estimate import storage_costs, transfer_estimate
 from migrate.planning.listing import BucketListing
 
@@ -68,7 +69,7 @@ def _planned(c: Cell) -> bool:
 
 
 def _done(c: Cell) -> bool:
-    return c.code in DONE_CODES
+    return c.code in DONE_SKIP_REASONS
 
 
 def build_summary(
@@ -99,7 +100,7 @@ def build_summary(
         "bytes": sum(v["bytes"] for v in by_reason.values()),
         "by_reason": by_reason,
     }
-    done = [v for c, v in by_reason.items() if c in DONE_CODES]
+    done = [v for c, v in by_reason.items() if c in DONE_SKIP_REASONS]
     skipped["not_done"] = {  # skipped for a reason other than "the destination already has it"
         "files": skipped["files"] - sum(v["files"] for v in done),
         "bytes": skipped["bytes"] - sum(v["bytes"] for v in done),
@@ -122,6 +123,9 @@ def build_summary(
 
     estimates = transfer_estimate(cfg, objects["files"], objects["bytes"], events["events"], events["publish_requests"])
     estimates["monthly_storage_cost"] = round(sum(c["monthly_cost"] for c in classes.values()), 6)
+    costs = plan_costs(conn, cfg)
+    estimates["run_and_verify_cost"] = costs["run_and_verify_cost"]
+    estimates["deep_verify_all_cost"] = costs["deep_verify_all_cost"]
 
     summary = {
         "objects": objects,
@@ -140,6 +144,7 @@ def build_summary(
         "buckets": _buckets(cells, listings),
         "storage_classes": classes,
         "estimates": estimates,
+        "costs": costs,
         "examples": _examples(conn),
         "malformed_examples": _malformed_examples(conn),
     }

@@ -1,60 +1,57 @@
-"""Include/exclude globs over '/'-separated relative paths.
+"""The one glob dialect of migrate: catalog include/exclude and listener paths alike (wcmatch).
 
-`*` and `?` never cross '/', `**` matches any number of path segments (including none),
-`[...]` is a character class. A pattern without '/' matches the file name in any directory.
+`*` and `?` never cross '/', `**` as a whole segment matches any number of segments (including
+none), `[...]` is a character class (`[!...]` negated), and a leading dot is matched like any other
+character (hidden files are files). A catalog pattern without '/' matches the file name in any
+directory. Listener paths are expanded on disk with the same rules, so the pattern that finds a
+log is the pattern its derived event ids are computed from (see eventlog/paths.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+from wcmatch import glob as wcglob
+
+# GLOBSTAR: `**` spans segments; DOTGLOB: `*` matches a leading dot; FOLLOW: `**` descends into
+# symlinked directories when expanding on disk.
+FLAGS = wcglob.GLOBSTAR | wcglob.DOTGLOB | wcglob.FOLLOW
+_NEVER = re.compile("(?!)")
 
 
-def glob_to_regex(pattern: str) -> str:
-    if "/" not in pattern and pattern != "**":
-        pattern = "**/" + pattern
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif ch == "*":
-            out.append("[^/]*")
-            i += 1
-        elif ch == "?":
-            out.append("[^/]")
-            i += 1
-        elif ch == "[":
-            j = pattern.find("]", i + 1)
-            if j == -1:
-                out.append(re.escape(ch))
-                i += 1
-            else:
-                body = pattern[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = j + 1
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    return "".join(out)
+def has_magic(pattern: str) -> bool:
+    return bool(wcglob.is_magic(pattern, flags=FLAGS))
+
+
+def matches(path: str, pattern: str) -> bool:
+    """Whether a '/'-separated path matches a pattern."""
+    return bool(wcglob.globmatch(path, pattern, flags=FLAGS))
+
+
+def expand(pattern: str) -> Iterator[str]:
+    """The paths on disk that match a pattern (files and directories)."""
+    return wcglob.iglob(pattern, flags=FLAGS)
+
+
+def _compile(patterns: Sequence[str], *, anywhere: bool) -> re.Pattern[str]:
+    if not patterns:
+        return _NEVER
+    if anywhere:  # a pattern without '/' matches the name in any directory
+        patterns = [p if "/" in p or p == "**" else "**/" + p for p in patterns]
+    regexes, _ = wcglob.translate(list(patterns), flags=FLAGS)
+    return re.compile("|".join(f"(?:{r})" for r in regexes))
 
 
 class PathFilter:
     """Decides which relative paths are included, and which directories can be pruned."""
 
     def __init__(self, include: Sequence[str], exclude: Sequence[str]) -> None:
-        self._include = re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in include) or "(?!)", re.S)
-        self._exclude = re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in exclude) or "(?!)", re.S)
-        # 'x/**' excludes the directory x itself: prune it without walking it
-        dir_patterns = [p[:-3] for p in exclude if p.endswith("/**")]
-        self._prune = re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in dir_patterns) or "(?!)", re.S)
+        self._include = _compile(include, anywhere=True)
+        self._exclude = _compile(exclude, anywhere=True)
+        # 'x/**' excludes the directory x itself: prune it without walking it (x keeps its own '/'s:
+        # 'tmp/**' prunes tmp, not a/tmp, whose files it does not exclude)
+        self._prune = _compile([p[:-3] for p in exclude if p.endswith("/**")], anywhere=False)
         self._everything = "**" in include and not exclude  # the default: no regex per file
 
     def wants(self, relpath: str) -> bool:

@@ -416,22 +416,11 @@ def topic_path(project: str, topic: str) -> str:
     return f"projects/{project}/topics/{topic}"
 
 
-def message_attributes(
-    event_id: str, event_time: str | None, source: str, plan_id: str, listener: str
-) -> dict[str, str]:
-    """The attributes every replayed event carries (see docs/ARCHITECTURE.md)."""
-    attrs = {"event_id": event_id, "source": source, "plan_id": plan_id, "listener": listener}
-    if event_time:
-        attrs["event_time"] = event_time
-    return attrs
-
-
 __all__: Sequence[str] = (
     "EventPublisher",
     "OrderingKeyPaused",
     "encode_attributes",
     "encode_message",
     "PublisherStats",
-    "message_attributes",
     "topic_path",
 )

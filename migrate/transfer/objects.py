@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from migrate.config import Config
-from migrate.ledger import now, transaction
-from migrate.plan import Plan
+from migrate.ledger import items, now, transaction
+from migrate.ledger.states import OPEN, ItemKind, ItemState
+from migrate.plan import ObjectItem, Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe, is_retryable
 from migrate.sources.filebody import Aborted, SourceChanged, SourceReadError
@@ -30,7 +31,6 @@ PAGE = 1000  # items read from the manifest and the ledger at a time
 FLUSH_EVERY = 500  # ledger rows per batched write
 FLUSH_SECONDS = 1.0
 FAILURES_KEPT = 100  # failed items listed in the summary (all of them stay in the ledger)
-RETRYABLE_STATES = ("pending", "failed")
 # Small files are a round trip or two of waiting each, not bandwidth: at WAN latency (tens of ms per
 # request) `workers` uploads in flight leave the link idle most of the time. So up to SMALL_PER_WORKER
 # times as many small uploads run at once, while files from SMALL_OBJECT up (and large-file parts)
@@ -98,10 +98,8 @@ class ObjectsSummary:
 
 def iter_work(conn, cfg: Config, plan: Plan, counts: Counter) -> Iterator[Work]:
     """Object items still to do, in plan order, a page at a time; counts[state] gets the others."""
-    page: list[dict] = []
-    for item in plan.iter_items():
-        if item.get("kind") != "object":
-            continue
+    page: list[ObjectItem] = []
+    for item in plan.object_items():
         page.append(item)
         if len(page) >= PAGE:
             yield from _page(conn, cfg, plan.plan_id, page, counts)
@@ -110,33 +108,33 @@ def iter_work(conn, cfg: Config, plan: Plan, counts: Counter) -> Iterator[Work]:
         yield from _page(conn, cfg, plan.plan_id, page, counts)
 
 
-def _page(conn, cfg: Config, plan_id: str, page: list[dict], counts: Counter) -> Iterator[Work]:
+def _page(conn, cfg: Config, plan_id: str, page: list[ObjectItem], counts: Counter) -> Iterator[Work]:
     rows = {
         r[0]: (r[1], r[2])
         for r in conn.execute(
             "SELECT seq, state, upload_state FROM items WHERE plan_id=? AND seq BETWEEN ? AND ?",
-            (plan_id, page[0]["seq"], page[-1]["seq"]),
+            (plan_id, page[0].seq, page[-1].seq),
         )
     }
     for it in page:
-        state, upload_state = rows.get(it["seq"], ("pending", None))
-        if state not in RETRYABLE_STATES:
+        state, upload_state = rows.get(it.seq, (ItemState.PENDING, None))
+        if state not in OPEN:
             counts[state] += 1
             continue
-        path = it.get("path") or str(cfg.catalog_source(it["source"]).root / it["relpath"])
+        path = it.path or str(cfg.catalog_source(it.source).root / it.relpath)
         yield Work(
-            seq=it["seq"],
-            source=it["source"],
-            relpath=it["relpath"],
+            seq=it.seq,
+            source=it.source,
+            relpath=it.relpath,
             path=path,
-            bucket=it["bucket"],
-            object=it["object"],
-            size=int(it["size"]),
-            mtime_ns=it.get("mtime_ns"),
-            inode=it.get("inode"),
-            crc32c=it.get("crc32c"),
-            storage_class=it.get("storage_class"),
-            replace_generation=it.get("replace_generation") if it.get("overwrite") else None,
+            bucket=it.bucket,
+            object=it.object,
+            size=it.size,
+            mtime_ns=it.mtime_ns,
+            inode=it.inode,
+            crc32c=it.crc32c,
+            storage_class=it.storage_class,
+            replace_generation=it.replace_generation if it.overwrite else None,
             upload_state=_parse_state(upload_state),
         )
 
@@ -443,21 +441,11 @@ def copy_objects(
     d.ledger.flush()
     summary.already_done = counts.get("done", 0)
     summary.previously_skipped = counts.get("source-changed", 0) + counts.get("conflict", 0)
-    summary.pending = _count_pending(conn, plan.plan_id) - summary.failed
+    summary.pending = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN) - summary.failed
     summary.halted = d.halted
-    summary.planned = _count_objects(conn, plan.plan_id)
+    summary.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)
     summary.elapsed = time.monotonic() - started
     return summary
-
-
-def _count_objects(conn, plan_id: str) -> int:
-    return conn.execute("SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object'", (plan_id,)).fetchone()[0]
-
-
-def _count_pending(conn, plan_id: str) -> int:
-    return conn.execute(
-        "SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending', 'failed')", (plan_id,)
-    ).fetchone()[0]
 
 
 def sweep_parts(conn, gcs: Gcs, plan_id: str, threshold: int) -> int:
@@ -481,6 +469,6 @@ def sweep_parts(conn, gcs: Gcs, plan_id: str, threshold: int) -> int:
             if seq not in states:
                 row = conn.execute("SELECT state FROM items WHERE plan_id=? AND seq=?", (plan_id, seq)).fetchone()
                 states[seq] = row[0] if row else "gone"
-            if states[seq] not in RETRYABLE_STATES and gcs.delete(bucket, info.name):
+            if states[seq] not in OPEN and gcs.delete(bucket, info.name):
                 deleted += 1
     return deleted

@@ -27,9 +27,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from migrate.clients import publisher_client
 from migrate.config import Config, ListenerSource
 from migrate.errors import SourceError
-from migrate.ledger import now, transaction
+from migrate.ledger import items, now, transaction
+from migrate.ledger.states import ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
@@ -220,11 +222,10 @@ class _Window:
 
 
 class _Replay:
-    def __init__(self, conn, cfg: Config, plan: Plan, *, run_id: int, report: Reporter, stop: threading.Event, client):
+    def __init__(self, conn, cfg: Config, plan: Plan, *, report: Reporter, stop: threading.Event, client):
         self.conn = conn
         self.cfg = cfg
         self.plan = plan
-        self.run_id = run_id
         self.report = report
         self.stop = stop
         self.client = client
@@ -251,7 +252,7 @@ class _Replay:
                 self.cfg.transfer,
                 on_done=self.on_done,
                 on_retry=self.on_retry,
-                client=self.client,
+                client=self.client or publisher_client(impersonate=self.cfg.project.impersonate_service_account),
             )
             self.publishers[topic] = pub
         return pub
@@ -278,16 +279,16 @@ class _Replay:
 
     # --- main loop --------------------------------------------------------------------------
 
-    def run(self, items: Sequence[sqlite3.Row]) -> ReplaySummary:
+    def run(self, rows: Sequence[sqlite3.Row]) -> ReplaySummary:
         resume = {}
-        for it in items:
+        for it in rows:
             row = self._offsets(it)
             resume[it["relpath"]] = row["watermark"] if row else 0
         self.quarantine = Quarantine(self.cfg.project.state_dir, self.plan.plan_id, resume)
         try:
-            for n, item in enumerate(items):
+            for n, item in enumerate(rows):
                 if self.stop.is_set():
-                    self.summary.files_pending += len(items) - n
+                    self.summary.files_pending += len(rows) - n
                     break
                 st = self._start(item)
                 if st is not None:
@@ -318,8 +319,8 @@ class _Replay:
         pid = self.plan.plan_id
         row = self._offsets(item)
         if row is not None and row["done"]:
-            if item["state"] != "done":
-                self._set_item(item, "done", None)
+            if item["state"] != ItemState.DONE:
+                self._set_item(item, ItemState.DONE, None)
             return None
         try:
             listener = self.cfg.listener_source(item["source"])
@@ -328,7 +329,7 @@ class _Replay:
             return None
         changed = _changed(path, item)
         if changed:
-            self._set_item(item, "source-changed", changed)
+            self._set_item(item, ItemState.SOURCE_CHANGED, changed)
             self.summary.files_changed += 1
             self.report(Event("source_changed", name=path, data={"reason": changed}))
             return None
@@ -480,7 +481,7 @@ class _Replay:
             st.release_window()
             # Events acknowledged above the failed one will be re-sent: keep `interrupted` up.
             err = st.failed.message if isinstance(st.failed, SourceError) else describe(st.failed)
-            self._set_item(item, "failed", err, tx=False)
+            self._set_item(item, ItemState.FAILED, err, tx=False)
             self.summary.files_failed += 1
             self.summary.errors.append(f"{path}: {err}")
             self.report(Event("object_failed", name=path, data={"error": err}))
@@ -493,26 +494,24 @@ class _Replay:
             return
         changed = _changed(path, item)
         if changed:
-            self._set_item(item, "source-changed", f"changed while replaying: {changed}", tx=False)
+            self._set_item(item, ItemState.SOURCE_CHANGED, f"changed while replaying: {changed}", tx=False)
             self.summary.files_changed += 1
             return
         self.conn.execute("UPDATE offsets SET done=1 WHERE plan_id=? AND path=?", (pid, path))
-        self._set_item(item, "done", st.anomaly, tx=False)
+        self._set_item(item, ItemState.DONE, st.anomaly, tx=False)
         self.summary.files_done += 1
         if st.anomaly:
             self.summary.anomalies.append(f"{path}: {st.anomaly}")
 
-    def _set_item(self, item, state: str, error: str | None, tx: bool = True) -> None:
-        sql = "UPDATE items SET state=?, last_error=?, updated_at=? WHERE plan_id=? AND seq=?"
-        args = (state, error, now(), self.plan.plan_id, item["seq"])
+    def _set_item(self, item, state: ItemState, error: str | None, tx: bool = True) -> None:
         if tx:
             with transaction(self.conn):
-                self.conn.execute(sql, args)
+                items.set_state(self.conn, self.plan.plan_id, item["seq"], state, error)
         else:
-            self.conn.execute(sql, args)
+            items.set_state(self.conn, self.plan.plan_id, item["seq"], state, error)
 
     def _failed(self, item, error: str) -> None:
-        self._set_item(item, "failed", error)
+        self._set_item(item, ItemState.FAILED, error)
         self.summary.files_failed += 1
         self.summary.errors.append(f"{item['relpath']}: {error}")
 
@@ -549,17 +548,16 @@ def replay_events(
     conn: sqlite3.Connection,
     cfg: Config,
     plan: Plan,
-    items: Sequence[sqlite3.Row],
+    rows: Sequence[sqlite3.Row],
     *,
-    run_id: int,
     report: Reporter,
     stop: threading.Event,
     client=None,
 ) -> ReplaySummary:
-    """Publish the events of `items` (the plan's kind='events' ledger rows); see the module docstring.
+    """Publish the events of `rows` (the plan's kind='events' ledger rows); see the module docstring.
 
     Never raises for a bad file: failures are in the summary (and items.state/last_error).
     """
-    return _Replay(conn, cfg, plan, run_id=run_id, report=report, stop=stop, client=client).run(
-        [it for it in items if it["kind"] == "events" and it["state"] != "done"]
+    return _Replay(conn, cfg, plan, report=report, stop=stop, client=client).run(
+        [it for it in rows if it["kind"] == ItemKind.EVENTS and it["state"] != ItemState.DONE]
     )

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from migrate.config import Config
 from migrate.errors import PlanError, UsageError
-from migrate.ledger import connect, latest_snapshot, now
-from migrate.plan import Plan, drift, load_plan, register_items
+from migrate.ledger import connect, items, latest_snapshot, now
+from migrate.ledger.items import drift, register_items
+from migrate.ledger.states import ItemKind, ItemState
+from migrate.plan import ObjectItem, Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.ratelimit import limiter
 from migrate.retry import describe
@@ -65,6 +67,7 @@ class RunSummary:
     preflight_retries: int = 0  # transient errors retried while checking the targets before the run
     warnings: list[str] = field(default_factory=list)
     engine: dict | None = None  # the dask engine's section: workers, per-worker items and bytes, reruns
+    identity: dict | None = None  # clients.Identity.to_dict(): the principal and quota project in use
 
     @property
     def failed(self) -> bool:
@@ -91,6 +94,7 @@ class RunSummary:
             "parts_deleted": self.parts_deleted,
             "not_copied": self.not_copied,
             "warnings": self.warnings,
+            "identity": self.identity,
         } | ({"engine": self.engine} if self.engine is not None else {})
 
 
@@ -147,13 +151,25 @@ def _run(
     if not options.allow_drift:
         check_drift(conn, plan)
     preflight_retries = 0
+    identity = {}
+
+    def keep(e: Event) -> None:  # passes on retries, and 'identity': who this run acts as, before anything moves
+        if e.kind == "identity":
+            identity.update(e.data)
+        if e.kind in ("retry", "identity"):
+            report(e)
+
     if not options.skip_preflight:
         from migrate.preflight import preflight_plan
 
         report(Event("phase", name="preflight"))
-        checked = preflight_plan(cfg, plan, report=lambda e: report(e) if e.kind == "retry" else None)
+        checked = preflight_plan(cfg, plan, report=keep)
         checked.raise_for_errors()
         preflight_retries = checked.retries
+    else:
+        from migrate.clients import describe_identity
+
+        keep(Event("identity", data=describe_identity(cfg.project.impersonate_service_account).to_dict()))
     register_items(conn, plan)
     engine = _open_engine(conn, cfg, plan, options, closing) if options.engine == "dask" else None
 
@@ -162,7 +178,13 @@ def _run(
     started = time.monotonic()
     run_id = conn.execute("INSERT INTO runs(plan_id, started_at) VALUES(?, ?)", (plan.plan_id, now())).lastrowid
     summary = RunSummary(
-        plan.plan_id, plan.name, run_id, workers=workers, bwlimit=bwlimit, preflight_retries=preflight_retries
+        plan.plan_id,
+        plan.name,
+        run_id,
+        workers=workers,
+        bwlimit=bwlimit,
+        preflight_retries=preflight_retries,
+        identity=identity or None,
     )
     report(Event("start", data=totals(conn, plan, options.kinds)))
     abort = threading.Event()
@@ -185,9 +207,7 @@ def _run(
     summary.elapsed = time.monotonic() - started
     if engine is not None:
         summary.engine = engine.stats.to_dict()
-    summary.not_copied = conn.execute(
-        "SELECT COUNT(*) FROM items WHERE plan_id=? AND state IN ('source-changed', 'conflict')", (plan.plan_id,)
-    ).fetchone()[0]
+    summary.not_copied = items.not_copied(conn, plan.plan_id)
     summary.status = _status(summary, stop)
     _close_run(conn, summary)
     report(Event("finish", data=summary.to_dict()))
@@ -209,24 +229,16 @@ def _open_engine(conn, cfg: Config, plan: Plan, options: RunOptions, closing: Ex
 def _objects(
     conn, cfg, plan, workers, bwlimit, report, stop, abort, gcs_client, summary, engine=None
 ) -> ObjectsSummary | None:
-    has = conn.execute(
-        "SELECT 1 FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending','failed') LIMIT 1",
-        (plan.plan_id,),
-    ).fetchone()
-    if has is None:
+    if not items.has_open(conn, plan.plan_id, ItemKind.OBJECT):
         out = ObjectsSummary()
-        out.planned = conn.execute(
-            "SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object'", (plan.plan_id,)
-        ).fetchone()[0]
-        out.already_done = conn.execute(
-            "SELECT COUNT(*) FROM items WHERE plan_id=? AND kind='object' AND state='done'", (plan.plan_id,)
-        ).fetchone()[0]
+        out.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)
+        out.already_done = items.count(conn, plan.plan_id, ItemKind.OBJECT, (ItemState.DONE,))
         out.previously_skipped = out.planned - out.already_done
         return out
     from migrate.clients import gcs_client as make_client
     from migrate.targets.gcs import Gcs
 
-    client = gcs_client or make_client(cfg.project.id, pool_size=4)
+    client = gcs_client or make_client(cfg.project.id, pool_size=4, impersonate=cfg.project.impersonate_service_account)
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
@@ -272,10 +284,7 @@ def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, sum
 
 
 def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, engine=None) -> dict | None:
-    rows = conn.execute(
-        "SELECT * FROM items WHERE plan_id=? AND kind='events' AND state IN ('pending','failed') ORDER BY seq",
-        (plan.plan_id,),
-    ).fetchall()
+    rows = items.open_event_files(conn, plan.plan_id)
     if not rows:
         return None
     from migrate.transfer.replay import replay_events
@@ -285,7 +294,7 @@ def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, 
         from migrate.engine.dask_events import replay_events_dask
 
         return replay_events_dask(conn, cfg, plan, rows, engine, run_id=run_id, report=report, stop=stop).to_dict()
-    return replay_events(conn, cfg, plan, rows, run_id=run_id, report=report, stop=stop).to_dict()
+    return replay_events(conn, cfg, plan, rows, report=report, stop=stop).to_dict()
 
 
 def _status(summary: RunSummary, stop: threading.Event) -> str:
@@ -327,19 +336,9 @@ def totals(conn, plan: Plan, kinds: str = "all") -> dict:
     """What this run has left to do: objects and bytes, event files and events."""
     out = {"objects": 0, "bytes": 0, "files": 0, "events": 0}
     if kinds in ("all", "objects"):
-        row = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items"
-            " WHERE plan_id=? AND kind='object' AND state IN ('pending','failed')",
-            (plan.plan_id,),
-        ).fetchone()
-        out["objects"], out["bytes"] = int(row[0]), int(row[1])
+        out["objects"], out["bytes"] = items.open_objects(conn, plan.plan_id)
     if kinds in ("all", "events"):
-        rows = conn.execute(
-            "SELECT i.seq, COALESCE(o.published, 0) FROM items i"
-            " LEFT JOIN offsets o ON o.plan_id = i.plan_id AND o.path = i.relpath"
-            " WHERE i.plan_id=? AND i.kind='events' AND i.state IN ('pending','failed')",
-            (plan.plan_id,),
-        ).fetchall()
+        rows = items.open_event_progress(conn, plan.plan_id)
         expected = plan.events_per_item() if rows else {}
         out["files"] = len(rows)
         out["events"] = sum(max(0, expected.get(seq, 0) - published) for seq, published in rows)
@@ -367,26 +366,22 @@ def check_identity(conn, plan: Plan) -> None:
         if checked >= IDENTITY_SAMPLE:
             break
         checked += 1
-        if item.get("kind") == "object":
+        if isinstance(item, ObjectItem):
             row = conn.execute(
-                "SELECT size, mtime_ns, inode FROM files WHERE source=? AND relpath=?",
-                (item["source"], item["relpath"]),
+                "SELECT size, mtime_ns, inode FROM files WHERE source=? AND relpath=?", (item.source, item.relpath)
             ).fetchone()
         else:
             row = conn.execute(
-                "SELECT size, mtime_ns, inode FROM event_files WHERE source=? AND path=?",
-                (item["source"], item["relpath"]),
+                "SELECT size, mtime_ns, inode FROM event_files WHERE source=? AND path=?", (item.source, item.relpath)
             ).fetchone()
         if row is None:
             if latest_snapshot(conn)["id"] == plan.snapshot_id:
-                raise PlanError(
-                    f"plan {plan.name} names {item['source']}:{item['relpath']}, unknown to this inventory", fix
-                )
+                raise PlanError(f"plan {plan.name} names {item.source}:{item.relpath}, unknown to this inventory", fix)
             continue  # gone since: drift reports it
-        same = (row[0], row[1], row[2]) == (item.get("size"), item.get("mtime_ns"), item.get("inode"))
+        same = (row[0], row[1], row[2]) == (item.size, item.mtime_ns, item.inode)
         if not same and latest_snapshot(conn)["id"] == plan.snapshot_id:
             raise PlanError(
-                f"plan {plan.name} does not match this ledger's inventory ({item['source']}:{item['relpath']} differs);"
+                f"plan {plan.name} does not match this ledger's inventory ({item.source}:{item.relpath} differs);"
                 " it was made from another inventory",
                 fix,
             )

@@ -21,17 +21,17 @@ on the same topic are kept under their own plan id for their own verify.
 
 from __future__ import annotations
 
-import json
+import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from migrate.config import Config, TransferConfig
 from migrate.errors import SourceError, TargetError
 from migrate.hashing import IdDigest, id_hash, signed64
-from migrate.ledger import transaction
+from migrate.ledger import items, transaction
+from migrate.ledger.states import ItemKind
 from migrate.names import verification_subscription
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter, null_reporter
@@ -42,7 +42,6 @@ from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING,
 BATCH = 5000
 ACK_CHUNK = 1000
 _MASK64 = (1 << 64) - 1
-RUN_PROBLEM_STATES = ("failed", "source-changed", "conflict")
 
 EXPECTED_TABLE = """
 DROP TABLE IF EXISTS temp.verify_expected;
@@ -58,10 +57,6 @@ class DrainSettings:
     pull_timeout: float = 2.0
     empty_pulls: int = 3  # stop after this many empty pulls in a row
     max_seconds: float = 3600.0  # stop anyway after this long (the drain is then incomplete)
-
-
-def quarantine_path(state_dir: Path, plan_id: str) -> Path:
-    return Path(state_dir) / "quarantine" / f"{plan_id}.jsonl"
 
 
 # --- drain -----------------------------------------------------------------------------------------
@@ -186,29 +181,6 @@ def _ack(subscriber, sub_path: str, ack_ids: list[str], cfg: TransferConfig, on_
 # --- expected: the source logs, re-read ------------------------------------------------------------
 
 
-def load_quarantine(path: Path) -> dict[str, dict[int, str]]:
-    """file -> {byte offset: reason} of the run's quarantine records (small: bad records only)."""
-    out: dict[str, dict[int, str]] = {}
-    if not path.exists():
-        return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                out.setdefault(str(rec["file"]), {})[int(rec["offset"])] = str(rec.get("reason", ""))
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn last line after a crash
-    return out
-
-
-def event_items(plan: Plan) -> Iterator[dict]:
-    for item in plan.iter_items():
-        if item.get("kind") == "events":
-            yield item
-
-
 def load_expected(
     conn: sqlite3.Connection,
     cfg: Config,
@@ -227,13 +199,7 @@ def load_expected(
     inventory: dict[str, IdDigest] = {}
     reread: dict[str, IdDigest] = {}  # every valid record now in the logs
     held: dict[str, IdDigest] = {}  # valid records the run quarantined instead of publishing
-    states = {
-        r[0]: (r[1], r[2])
-        for r in conn.execute(
-            "SELECT relpath, state, last_error FROM items WHERE plan_id = ? AND kind = 'events' AND state IN (?,?,?)",
-            (pid, *RUN_PROBLEM_STATES),
-        )
-    }
+    states = items.run_problems(conn, pid, ItemKind.EVENTS)
     conn.executescript(EXPECTED_TABLE)
     batch: list[tuple] = []
 
@@ -241,13 +207,12 @@ def load_expected(
         conn.executemany("INSERT INTO temp.verify_expected(source, id_hash, event_id) VALUES(?,?,?)", batch)
         batch.clear()
 
-    for item in event_items(plan):
-        source, path, relpath = item["source"], item.get("path") or item["relpath"], item["relpath"]
-        res = results.setdefault(source, EventSourceResult(source=source, topic=item.get("topic") or ""))
-        n_events = int(item.get("events") or 0)
+    for item in plan.event_items():
+        source, path, relpath = item.source, item.path, item.relpath
+        res = results.setdefault(source, EventSourceResult(source=source, topic=item.topic))
         res.files += 1
-        res.inventory_events += n_events
-        inventory.setdefault(source, IdDigest()).merge(IdDigest.from_hex(n_events, item.get("id_digest")))
+        res.inventory_events += item.events
+        inventory.setdefault(source, IdDigest()).merge(IdDigest.from_hex(item.events, item.id_digest))
         now, q_digest = reread.setdefault(source, IdDigest()), held.setdefault(source, IdDigest())
         if relpath in states:
             state, err = states[relpath]
@@ -266,10 +231,9 @@ def load_expected(
             continue
         report(Event("phase", name=f"re-reading {path}"))
         try:
-            start = int(item.get("start_offset") or 0), int(item.get("start_line") or 0)
-            reader = iter_records(path, listener, *start)
+            reader = iter_records(path, listener, item.start_offset, item.start_line)
             for rec in reader:
-                if not reader.is_gzip and rec.end_offset > item["size"]:
+                if not reader.is_gzip and rec.end_offset > item.size:
                     break  # appended after planning: a later plan's lines, not this one's
                 if rec.error is not None or rec.event_id is None:
                     continue
@@ -398,7 +362,7 @@ def _received_digest(conn: sqlite3.Connection, plan_id: str, source: str) -> str
 
 
 def topics_of(plan: Plan) -> list[str]:
-    return sorted({item["topic"] for item in event_items(plan) if item.get("topic")})
+    return sorted({item.topic for item in plan.event_items() if item.topic})
 
 
 def drain_all(
@@ -413,7 +377,9 @@ def drain_all(
     if not topics:
         return []
     if subscriber_factory is None:
-        from migrate.clients import subscriber_client as subscriber_factory
+        from migrate.clients import subscriber_client
+
+        subscriber_factory = functools.partial(subscriber_client, impersonate=cfg.project.impersonate_service_account)
     fold_pulls(conn)  # a verify that crashed after committing pulls: count them now
     subscriber = subscriber_factory()
     try:

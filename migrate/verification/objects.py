@@ -16,14 +16,12 @@ generation it wrote; older generations are not listed or counted.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 from collections.abc import Callable
 
 from migrate.config import TransferConfig
-from migrate.errors import PlanError
-from migrate.plan import Plan
+from migrate.ledger.states import ItemState
+from migrate.plan import DONE_SKIP_REASONS, SKIP_CONFLICT, ObjectItem, Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
 from migrate.targets.gcs import list_pages, listing_roots
@@ -32,9 +30,11 @@ from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING,
 
 BATCH = 5000
 # items.state -> ObjectsResult counter; these are reported as `!` and not also as missing/differs
-RUN_PROBLEM_STATES = {"failed": "run_failed", "source-changed": "source_changed", "conflict": "conflict"}
-# skipped reasons meaning "the destination already has it"
-DONE_SKIP_REASONS = ("already-migrated", "completed-earlier")
+RUN_PROBLEM_STATES = {
+    ItemState.FAILED: "run_failed",
+    ItemState.SOURCE_CHANGED: "source_changed",
+    ItemState.CONFLICT: "conflict",
+}
 
 TABLES = """
 DROP TABLE IF EXISTS temp.verify_listing;
@@ -57,46 +57,22 @@ def setup(conn: sqlite3.Connection) -> None:
 
 def load_skipped(conn: sqlite3.Connection, plan: Plan) -> int:
     """Stream the plan's skipped list (checked against the sha256 in the plan) into a TEMP table."""
-    meta = plan.doc.get("skipped")
-    if not isinstance(meta, dict) or not meta.get("file"):
-        return 0
-    path = plan.path.parent / meta["file"]
-    digest = hashlib.sha256()
     batch: list[tuple] = []
     n = 0
     sql = (
         "INSERT OR IGNORE INTO temp.verify_skipped(bucket, object, source, relpath, size, reason, seq)"
         " VALUES(?,?,?,?,?,?,?)"
     )
-    try:
-        with open(path, "rb") as fh:
-            for seq, raw in enumerate(fh):
-                digest.update(raw)
-                if not raw.strip():
-                    continue
-                row = json.loads(raw)
-                if row.get("kind") != "object" or not row.get("bucket") or not row.get("object"):
-                    continue
-                batch.append(
-                    (row["bucket"], row["object"], row["source"], row["relpath"], row["size"], row["reason"], seq)
-                )
-                n += 1
-                if len(batch) >= BATCH:
-                    conn.executemany(sql, batch)
-                    batch.clear()
-    except FileNotFoundError:
-        raise PlanError(
-            f"skipped list {path} of plan {plan.path} is missing", "keep it next to the plan file"
-        ) from None
-    except ValueError:
-        raise PlanError(f"skipped list {path} is not JSON lines", "re-create the plan with `migrate plan`") from None
+    for seq, e in plan.iter_skipped():
+        if e.kind != ObjectItem.kind or not e.bucket or not e.object:
+            continue
+        batch.append((e.bucket, e.object, e.source, e.relpath, e.size, e.reason, seq))
+        n += 1
+        if len(batch) >= BATCH:
+            conn.executemany(sql, batch)
+            batch.clear()
     if batch:
         conn.executemany(sql, batch)
-    if meta.get("sha256") and digest.hexdigest() != meta["sha256"]:
-        raise PlanError(
-            f"skipped list {path} was modified after planning (sha256 differs from plan {plan.plan_id})",
-            "do not edit plan files; re-create them with `migrate plan`",
-        )
     return n
 
 
@@ -193,12 +169,12 @@ def compare(
       FROM temp.verify_skipped s
       LEFT JOIN temp.verify_listing l ON l.bucket = s.bucket AND l.name = s.object
       LEFT JOIN files f ON f.source = s.source AND f.relpath = s.relpath
-      WHERE s.reason IN ({}) OR s.reason = 'conflict' ORDER BY s.seq
-    """.format(",".join("?" * len(DONE_SKIP_REASONS)))
-    for r in conn.execute(earlier, DONE_SKIP_REASONS):
+      WHERE s.reason IN ({}) ORDER BY s.seq
+    """.format(",".join("?" * (len(DONE_SKIP_REASONS) + 1)))
+    for r in conn.execute(earlier, (*DONE_SKIP_REASONS, SKIP_CONFLICT)):
         bucket, name, size, crc, reason = r[0], r[1], r[2], r[3], r[4]
         path = object_path(bucket, name)
-        if reason == "conflict":
+        if reason == SKIP_CONFLICT:
             result.conflict += 1
             ex.add("conflict", f"{path} (skipped by the plan: the bucket holds different content)")
             lines.add(ERROR, path)

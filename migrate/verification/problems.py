@@ -13,9 +13,10 @@ and come out sorted by path (byte order), which makes two runs' listings diff cl
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
+
+from migrate.atomic import atomic_open
 
 MISSING, DIFFERS, EXTRA, ERROR, MATCH = "+", "*", "-", "!", "="
 SYMBOLS = (MISSING, DIFFERS, EXTRA, ERROR, MATCH)
@@ -79,11 +80,9 @@ class ProblemLines:
     def write(self, path: Path) -> int:
         """Write the sorted listing atomically; returns the number of lines."""
         self.flush()
-        tmp = path.with_name(path.name + ".tmp")
         n = 0
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
+        with atomic_open(path, "w", errors="surrogateescape", newline="\n") as fh:
             for row in self.conn.execute("SELECT sym, path FROM temp.verify_lines ORDER BY path, sym"):
                 fh.write(f"{row[0]} {row[1]}\n")
                 n += 1
-        os.replace(tmp, path)
         return n

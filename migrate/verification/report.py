@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from migrate.plan import write_text_atomic
+from migrate import markdown as md
+from migrate.atomic import write_text_atomic
 from migrate.units import format_bytes, format_duration
 from migrate.verification.model import EventSourceResult, VerifyReport
 
@@ -28,35 +29,24 @@ def write_markdown(rep: VerifyReport, path: Path) -> None:
     write_text_atomic(path, render_markdown(rep))
 
 
-def _code(text: str) -> str:
-    text = text.replace("\n", "\\n").replace("|", "\\|")
-    return f"`` {text} ``" if "`" in text else f"`{text}`"
-
-
-def _n(v: int) -> str:
-    return f"{v:,}"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
+    return md.table(header, ([md.Md(c) for c in r] for r in rows)) + [""]
 
 
 def _examples(title: str, names: list[str], total: int) -> list[str]:
     if not names:
         return []
-    more = f" (first {len(names)} of {_n(total)})" if total > len(names) else ""
-    return [f"**{title}**{more}:", ""] + [f"- {_code(n)}" for n in names] + [""]
+    more = f" (first {len(names)} of {md.num(total)})" if total > len(names) else ""
+    return [f"**{title}**{more}:", ""] + [f"- {md.code(n)}" for n in names] + [""]
 
 
 def render_markdown(rep: VerifyReport) -> str:
     when = datetime.fromtimestamp(rep.started_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     verdict = "PASS: everything matches" if rep.ok else "FAIL: differences found"
     lines = [
-        f"# Verification of plan {_code(rep.plan_name)}",
+        f"# Verification of plan {md.code(rep.plan_name)}",
         "",
-        f"- Plan id: `{rep.plan_id}` ({_code(rep.plan_path)})",
+        f"- Plan id: `{rep.plan_id}` ({md.code(rep.plan_path)})",
         f"- Verified: {when}, in {format_duration(rep.duration_s)}",
         f"- Strict: {'yes (extra objects are errors)' if rep.strict else 'no (extra objects are reported only)'}",
         f"- **Result: {verdict}**",
@@ -64,7 +54,7 @@ def render_markdown(rep: VerifyReport) -> str:
     ]
     lines += _objects(rep)
     lines += _events(rep)
-    counts = ", ".join(f"`{s}` {_n(n)}" for s, n in rep.problem_counts.items())
+    counts = ", ".join(f"`{s}` {md.num(n)}" for s, n in rep.problem_counts.items())
     txt = Path(rep.files.get("txt", "")).name
     lines += [
         "## Listing",
@@ -83,34 +73,38 @@ def _objects(rep: VerifyReport) -> list[str]:
     if not (o.planned or o.previously_migrated or o.listings):
         return []
     rows = [
-        ["Planned (manifest)", _n(o.planned)],
-        ["Already migrated before the plan (checked too)", _n(o.previously_migrated)],
-        ["Listed under the prefixes", _n(o.listed)],
-        ["Matched (size and CRC32C)", _n(o.matched)],
-        ["Missing", _n(o.missing)],
-        ["Size mismatch", _n(o.size_mismatch)],
-        ["CRC32C mismatch", _n(o.crc32c_mismatch)],
-        ["Failed in the run", _n(o.run_failed)],
-        ["Changed at source during the run", _n(o.source_changed)],
-        ["Conflict (bucket holds other content)", _n(o.conflict)],
+        ["Planned (manifest)", md.num(o.planned)],
+        ["Already migrated before the plan (checked too)", md.num(o.previously_migrated)],
+        ["Listed under the prefixes", md.num(o.listed)],
+        ["Matched (size and CRC32C)", md.num(o.matched)],
+        ["Missing", md.num(o.missing)],
+        ["Size mismatch", md.num(o.size_mismatch)],
+        ["CRC32C mismatch", md.num(o.crc32c_mismatch)],
+        ["Failed in the run", md.num(o.run_failed)],
+        ["Changed at source during the run", md.num(o.source_changed)],
+        ["Conflict (bucket holds other content)", md.num(o.conflict)],
         [
             f"Extra (only at the destination; {'error' if o.extra_is_error else 'not an error without --strict'})",
-            _n(o.extra),
+            md.num(o.extra),
         ],
-        ["Matched by size only (no CRC32C to compare)", _n(o.crc32c_unknown)],
-        ["Rewritten since the run (live generation differs)", _n(o.generation_changed)],
+        ["Matched by size only (no CRC32C to compare)", md.num(o.crc32c_unknown)],
+        ["Rewritten since the run (live generation differs)", md.num(o.generation_changed)],
     ]
     out = ["## Objects", ""] + _table(["", "Objects"], rows)
     out += _table(
         ["Bucket", "Prefix", "Objects listed", "Pages"],
-        [[_code(li.bucket), _code(li.prefix or "(whole bucket)"), _n(li.objects), _n(li.pages)] for li in o.listings],
+        [
+            [md.code(li.bucket), md.code(li.prefix or "(whole bucket)"), md.num(li.objects), md.num(li.pages)]
+            for li in o.listings
+        ],
     )
     if o.deep is not None:
         d = o.deep
         out += [
-            f"**Deep check** (`--deep {d.spec}`, seed {d.seed}): re-downloaded {_n(d.sampled)} of {_n(d.candidates)} "
-            f"matched objects ({format_bytes(d.bytes)}): {_n(d.ok)} ok, {_n(d.corrupt)} corrupt "
-            f"({_n(d.metadata_mismatch)} whose bytes no longer match their listed CRC32C), {_n(d.errors)} errors.",
+            f"**Deep check** (`--deep {d.spec}`, seed {d.seed}): re-downloaded {md.num(d.sampled)} of"
+            f" {md.num(d.candidates)} matched objects ({format_bytes(d.bytes)}): {md.num(d.ok)} ok,"
+            f" {md.num(d.corrupt)} corrupt ({md.num(d.metadata_mismatch)} whose bytes no longer match their listed"
+            f" CRC32C), {md.num(d.errors)} errors.",
             "",
         ]
         out += _examples("Corrupt", d.corrupt_names, d.corrupt)
@@ -154,14 +148,14 @@ def _events(rep: VerifyReport) -> list[str]:
             ["Subscription", "Pulls", "Read", "New", "Acked", "This plan", "Other plans", "Foreign", "Stopped"],
             [
                 [
-                    _code(d.subscription),
-                    _n(d.pulls),
-                    _n(d.received),
-                    _n(d.new),
-                    _n(d.acked),
-                    _n(d.this_plan),
-                    _n(d.other_plans),
-                    _n(d.foreign),
+                    md.code(d.subscription),
+                    md.num(d.pulls),
+                    md.num(d.received),
+                    md.num(d.new),
+                    md.num(d.acked),
+                    md.num(d.this_plan),
+                    md.num(d.other_plans),
+                    md.num(d.foreign),
                     d.stopped,
                 ]
                 for d in rep.drains
@@ -181,14 +175,14 @@ def _events(rep: VerifyReport) -> list[str]:
 def _event_row(e: EventSourceResult) -> list[str]:
     digest = "match" if e.digest_match else "differs"
     return [
-        _code(e.source),
-        _code(e.topic) if e.topic else "",
-        f"{_n(e.inventory_events)} `{e.inventory_digest}`",
-        f"{_n(e.quarantined)} ({_n(e.quarantined_valid)} valid)",
-        f"{_n(e.expected_events)} `{e.expected_digest}`",
-        f"{_n(e.received_events)} `{e.received_digest}`",
-        _n(e.missing),
-        f"{_n(e.duplicates)} ({_n(e.duplicates_explained)})",
-        _n(e.unexpected),
+        md.code(e.source),
+        md.code(e.topic) if e.topic else "",
+        f"{md.num(e.inventory_events)} `{e.inventory_digest}`",
+        f"{md.num(e.quarantined)} ({md.num(e.quarantined_valid)} valid)",
+        f"{md.num(e.expected_events)} `{e.expected_digest}`",
+        f"{md.num(e.received_events)} `{e.received_digest}`",
+        md.num(e.missing),
+        f"{md.num(e.duplicates)} ({md.num(e.duplicates_explained)})",
+        md.num(e.unexpected),
         digest,
     ]

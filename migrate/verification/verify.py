@@ -17,8 +17,10 @@ from pathlib import Path
 from migrate.config import Config
 from migrate.errors import VerificationFailed
 from migrate.ledger import connect
-from migrate.plan import Plan, load_plan, register_items
+from migrate.ledger.items import register_items
+from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
+from migrate.quarantine import reasons_by_file
 from migrate.retry import describe
 from migrate.verification import deep as deep_check
 from migrate.verification import events, objects
@@ -148,7 +150,11 @@ def _verify_objects(
     if gcs_client is None:
         from migrate.clients import gcs_client as make_client
 
-        gcs_client = make_client(cfg.project.id, pool_size=max(deep_check.MAX_WORKERS, 4))
+        gcs_client = make_client(
+            cfg.project.id,
+            pool_size=max(deep_check.MAX_WORKERS, 4),
+            impersonate=cfg.project.impersonate_service_account,
+        )
     objects.load_listing(conn, gcs_client, roots, cfg.transfer, o, report)
     report(Event("phase", name="comparing objects"))
     sampler = deep_check.Sampler(conn, seed) if deep else None
@@ -185,7 +191,7 @@ def _verify_events(
         return
     before = events.previously_seen(conn, plan.plan_id)
     rep.drains = events.drain_all(conn, cfg, plan, settings, report, subscriber_factory)
-    quarantine = events.load_quarantine(events.quarantine_path(cfg.project.state_dir, plan.plan_id))
+    quarantine = reasons_by_file(cfg.project.state_dir, plan.plan_id)
     expected = events.load_expected(conn, cfg, plan, quarantine, lines, show=show, report=report)
     report(Event("phase", name="comparing events"))
     rep.events = events.compare(conn, plan.plan_id, expected, lines, show=show, before=before)

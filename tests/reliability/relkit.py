@@ -377,45 +377,6 @@ def create_audit_subscription(project: str, topic: str, name: str) -> str:
         sub.close()
 
 
-def drain(
-    subscription_path: str, *, idle_rounds: int = 2, pull_timeout: float = 2.0, max_seconds: float = 120.0
-) -> list[dict]:
-    """Pull and ack everything: [{'data': bytes, 'attributes': dict, 'message_id': str}]."""
-    import time
-
-    from google.api_core import exceptions as gexc
-
-    from migrate import clients
-
-    sub = clients.subscriber_client()
-    out: list[dict] = []
-    idle = 0
-    deadline = time.monotonic() + max_seconds
-    try:
-        while idle < idle_rounds and time.monotonic() < deadline:
-            try:
-                resp = sub.pull(subscription=subscription_path, max_messages=1000, timeout=pull_timeout)
-            except gexc.DeadlineExceeded:
-                resp = None
-            msgs = resp.received_messages if resp else []
-            if not msgs:
-                idle += 1
-                continue
-            idle = 0
-            for m in msgs:
-                out.append(
-                    {
-                        "data": bytes(m.message.data),
-                        "attributes": dict(m.message.attributes),
-                        "message_id": m.message.message_id,
-                    }
-                )
-            sub.acknowledge(subscription=subscription_path, ack_ids=[m.ack_id for m in msgs])
-    finally:
-        sub.close()
-    return out
-
-
 # --- a mixed estate (objects and events) sized so that a run takes several seconds ----------------
 
 

@@ -14,10 +14,10 @@ import time
 from collections import Counter
 
 import pytest
+from pubsubkit import drain
 from relkit import (
     assert_no_traceback,
     create_audit_subscription,
-    drain,
     find_key,
     kill_group,
     mixed_estate,
@@ -122,9 +122,9 @@ def test_sigkill_at_seeded_moments_then_resume(tmp_path, emulators, gcs_client, 
 
     # every valid event arrived; duplicates within the reported bound; ids intact
     msgs = drain(audit)
-    ids = [m["attributes"]["event_id"] for m in msgs]
+    ids = [m.attributes["event_id"] for m in msgs]
     for m in msgs:
-        assert json.loads(m["data"])["event_id"] == m["attributes"]["event_id"]
+        assert json.loads(m.data)["event_id"] == m.attributes["event_id"]
     counts = Counter(ids)
     want = {eid for lt in est.truth.logs["plays"] for eid in lt.event_ids}
     assert set(counts) == want

@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 from procgroup import freeze, thaw
+from pubsubkit import drain
 from relkit import (
     assert_no_traceback,
     create_audit_subscription,
-    drain,
     find_key,
     kill_group,
     mixed_estate,
@@ -71,8 +71,8 @@ def _wait_for(pred, proc, timeout: float = 90.0) -> None:
 def _check_events(est, audit: str, summary: dict) -> tuple[int, int]:
     msgs = drain(audit)
     for m in msgs:
-        assert json.loads(m["data"])["event_id"] == m["attributes"]["event_id"]
-    counts = Counter(m["attributes"]["event_id"] for m in msgs)
+        assert json.loads(m.data)["event_id"] == m.attributes["event_id"]
+    counts = Counter(m.attributes["event_id"] for m in msgs)
     want = {eid for lt in est.truth.logs["plays"] for eid in lt.event_ids}
     assert set(counts) == want
     return sum(n - 1 for n in counts.values()), len(want)

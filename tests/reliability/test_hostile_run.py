@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pubsubkit import drain
 from relkit import (
     assert_clean_error,
     assert_no_traceback,
     build_hostile_estate,
     create_audit_subscription,
-    drain,
     estate_config,
     kill_group,
     run_cli,
@@ -99,10 +99,10 @@ def hostile_run(tmp_path_factory, emulators, gcs_client) -> HostileRun:
     _inventory_and_plan(est.config)
     run = run_cli("run", "--config", est.config, PLAN, "--json")
     objects = _objects(gcs_client, bucket)
-    ids = Counter(m["attributes"]["event_id"] for m in drain(audit))
+    ids = Counter(m.attributes["event_id"] for m in drain(audit))
     verify = run_cli("verify", "--config", est.config, PLAN, "--json")
     rerun = run_cli("run", "--config", est.config, PLAN, "--json")
-    again = [m["attributes"]["event_id"] for m in drain(audit, idle_rounds=1)]
+    again = [m.attributes["event_id"] for m in drain(audit, quiet_pulls=1)]
     plan_id = json.loads((est.root / "plans" / f"{PLAN}.plan.json").read_text())["plan_id"]
     qpath = est.root / "state" / "quarantine" / f"{plan_id}.jsonl"
     quarantine = [json.loads(line) for line in qpath.read_text().splitlines()] if qpath.exists() else []

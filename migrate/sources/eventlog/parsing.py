@@ -77,12 +77,6 @@ class Parser:
         return rec
 
     @staticmethod
-    def bad(rec: Record, raw: bytes, reason: str) -> Record:
-        rec.data, rec.error, rec.error_kind = raw, reason, "malformed"
-        rec.event_id = rec.event_time = rec.ordering_key = None
-        return rec
-
-    @staticmethod
     def over(rec: Record, raw: bytes, reason: str) -> Record:
         rec.data, rec.error, rec.error_kind = raw, reason, "oversized"
         return rec

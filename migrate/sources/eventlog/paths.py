@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 
 from migrate.config import ListenerSource
+from migrate.sources import globs
 from migrate.sources.eventlog.records import MAX_ATTRIBUTE_VALUE
-
-
-def _has_magic(part: str) -> bool:
-    return any(ch in part for ch in "*?[")
 
 
 def glob_base(pattern: str) -> str:
@@ -19,7 +15,7 @@ def glob_base(pattern: str) -> str:
     parts = pattern.split(os.sep)
     keep: list[str] = []
     for part in parts[:-1]:
-        if _has_magic(part):
+        if globs.has_magic(part):
             break
         keep.append(part)
     base = os.sep.join(keep)
@@ -30,33 +26,28 @@ def expand_paths(listener: ListenerSource) -> list[str]:
     """Every file matching any of the listener's patterns, sorted and de-duplicated."""
     found: set[str] = set()
     for pattern in listener.paths:
-        if not _has_magic(pattern):
+        if not globs.has_magic(pattern):
             if os.path.lexists(pattern):
                 found.add(pattern)
             continue
-        for p in glob.iglob(pattern, recursive=True):
+        for p in globs.expand(pattern):
             if not os.path.isdir(p):
                 found.add(p)
     return sorted(found)
 
 
 def file_identity(path: str, listener: ListenerSource) -> str:
-    """The file's path relative to the base of the first pattern that matches it (else its name)."""
-    from fnmatch import fnmatchcase
+    """The file's path relative to the base of the first pattern that matches it (else its name).
 
+    "Matches" in the dialect expand_paths found it with (sources/globs.py): `*` never crosses '/'.
+    """
     for pattern in listener.paths:
-        if path == pattern or (_has_magic(pattern) and _glob_match(path, pattern, fnmatchcase)):
+        if path == pattern or (globs.has_magic(pattern) and globs.matches(path, pattern)):
             base = glob_base(pattern)
             rel = os.path.relpath(path, base)
             if not rel.startswith(".."):
                 return rel.replace(os.sep, "/")
     return os.path.basename(path)
-
-
-def _glob_match(path: str, pattern: str, fnmatchcase) -> bool:
-    if "**" in pattern:
-        return fnmatchcase(path, pattern) or fnmatchcase(path, pattern.replace("**/", ""))
-    return fnmatchcase(path, pattern)
 
 
 def derived_event_id(listener_name: str, identity: str, offset: int) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from migrate.markdown import num as _n
+from migrate.markdown import table
 from migrate.planning.estimate import format_money
-from migrate.planning.report import _b, _n, table
+from migrate.planning.report import _b
 
 
 def cost_section(s: dict) -> list[str]:

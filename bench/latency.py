@@ -2,7 +2,8 @@
 
 The proxy relays bytes both ways unchanged (any HTTP client, keep-alive, uploads of any size). A
 "response" is the first bytes the server sends after the client has sent something; those bytes are
-held until `delay` seconds after they arrived, and the rest of that response follows them at once. So
+held for `delay` seconds after they arrived, and the rest of that response follows them at once.
+Uploads pass through os.splice (kernel to kernel), so the relay itself does not cap bandwidth. So
 each request/response exchange costs `delay` more, as a wide-area round trip would, while bandwidth is
 left alone. Connection set-up is not delayed. Locations the server hands out (resumable upload
 sessions) are not rewritten: requests to them bypass the proxy, which S7's small and medium files
@@ -16,78 +17,88 @@ It runs in its own process, so its CPU is charged to no tool (every tool pays it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 READ = 256 * 1024
+SPLICE = 1024 * 1024
 
 
 class _Link:
-    """One client connection and its upstream connection."""
+    """One client connection and its upstream connection, relayed by two threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: socket.socket, server: socket.socket, delay: float) -> None:
+        self.client = client
+        self.server = server
+        self.delay = delay
         self.request_sent = False  # the client sent bytes the server has not answered yet
 
-
-async def _client_to_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link) -> None:
-    try:
-        while True:
-            data = await reader.read(READ)
-            if not data:
-                break
-            link.request_sent = True
-            writer.write(data)
-            await writer.drain()
-    finally:
-        with contextlib.suppress(Exception):
-            writer.write_eof()
-
-
-async def _server_to_client(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link, delay: float
-) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            data = await reader.read(READ)
-            if not data:
-                break
-            if link.request_sent:  # the first bytes of a response: hold them for the round trip
-                link.request_sent = False
-                arrived = loop.time()
-                await asyncio.sleep(max(0.0, arrived + delay - loop.time()))
-            writer.write(data)
-            await writer.drain()
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
-
-
-async def _serve(host: str, port: int, target: tuple[str, int], delay: float, ready) -> None:
-    async def handle(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+    def up(self) -> None:
+        """Client to server: kernel to kernel through a pipe (os.splice), so uploads cost the proxy
+        next to no CPU and the bandwidth every tool sees is the emulator's, not the relay's."""
+        rfd, wfd = os.pipe()
         try:
-            s_reader, s_writer = await asyncio.open_connection(*target)
+            cfd, sfd = self.client.fileno(), self.server.fileno()
+            while True:
+                n = os.splice(cfd, wfd, SPLICE)
+                if n == 0:
+                    break
+                self.request_sent = True
+                while n:
+                    n -= os.splice(rfd, sfd, n)
         except OSError:
-            c_writer.close()
-            return
-        link = _Link()
-        up = asyncio.create_task(_client_to_server(c_reader, s_writer, link))
-        down = asyncio.create_task(_server_to_client(s_reader, c_writer, link, delay))
-        with contextlib.suppress(Exception):
-            await asyncio.gather(up, down, return_exceptions=True)
-        for w in (s_writer, c_writer):
-            with contextlib.suppress(Exception):
-                w.close()
+            pass
+        finally:
+            os.close(rfd)
+            os.close(wfd)
+            with contextlib.suppress(OSError):
+                self.server.shutdown(socket.SHUT_WR)
 
-    server = await asyncio.start_server(handle, host, port, backlog=1024)
-    ready(server.sockets[0].getsockname()[1])
-    async with server:
-        await server.serve_forever()
+    def down(self) -> None:
+        """Server to client: the first bytes of each response wait until `delay` after they arrived."""
+        try:
+            while True:
+                data = self.server.recv(READ)
+                if not data:
+                    break
+                if self.request_sent:
+                    self.request_sent = False
+                    time.sleep(self.delay)
+                self.client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.client.shutdown(socket.SHUT_WR)
+
+    def run(self) -> None:
+        up = threading.Thread(target=self.up, daemon=True)
+        up.start()
+        self.down()
+        up.join()
+        for s in (self.client, self.server):
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def serve(listener: socket.socket, target: tuple[str, int], delay: float) -> None:
+    while True:
+        client, _ = listener.accept()
+        try:
+            server = socket.create_connection(target)
+        except OSError:
+            client.close()
+            continue
+        for s in (client, server):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=_Link(client, server, delay).run, daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     thost, tport = a.target.rsplit(":", 1)
     lhost, lport = a.listen.rsplit(":", 1)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-
-    def ready(port: int) -> None:
-        print(f"listening {port}", flush=True)
-
+    listener = socket.create_server((lhost, int(lport)), backlog=1024)
+    print(f"listening {listener.getsockname()[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        asyncio.run(_serve(lhost, int(lport), (thost, int(tport)), a.delay, ready))
+        serve(listener, (thost, int(tport)), a.delay)
     return 0
 
 

@@ -11,6 +11,7 @@ failed, or copied nothing or only part of the data); 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -89,19 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         session.log("GNU time (/usr/bin/time) is missing: peak RSS may include the harness's own memory")
     sc = Scenarios(session)
     wanted = settings.scenarios
+    steps = [
+        (lambda sid=sid: sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted))
+        for sid in ("S1", "S1b", "S2", "S3")
+        if sid in wanted or (sid == "S1" and "S5" in wanted)
+    ]
+    steps += [step for sid, step in (("S7", sc.latency_scenario), ("S4", sc.events_scenario)) if sid in wanted]
+    steps += [sc.inventory_scenario] if "S6" in wanted else []
+    machine = machine_info()
     try:
-        for sid in ("S1", "S1b", "S2", "S3"):
-            if sid in wanted or (sid == "S1" and "S5" in wanted):
-                sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted)
-        if "S7" in wanted:
-            sc.latency_scenario()
-        if "S4" in wanted:
-            sc.events_scenario()
-        if "S6" in wanted:
-            sc.inventory_scenario()
+        for step in steps:
+            step()
+            # the results so far, rewritten after every scenario: a run stopped early keeps them
+            write(session, machine | {"load_average": [round(x, 2) for x in os.getloadavg()]})
     finally:
         session.close()
-    md, js, text, all_ok = write(session, machine_info())
+    md, js, text, all_ok = write(session, machine | {"load_average": [round(x, 2) for x in os.getloadavg()]})
     print()
     print(text)
     session.log(f"results: {md} and {js}")

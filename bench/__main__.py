@@ -42,6 +42,7 @@ def parse_args(argv: list[str]) -> Settings:
     )
     ap.add_argument("--migrate-workers", type=int, default=None, help="override migrate's [transfer] workers")
     ap.add_argument("--migrate-hash", action="store_true", help="run `migrate inventory --hash` before planning")
+    ap.add_argument("--label", default="", help="name the results <date>-<label>.md/.json (letters, digits, -)")
     ap.add_argument("--keep", action="store_true", help="keep emulator data and state directories of every run")
     a = ap.parse_args(argv)
     canonical = {sid.upper(): sid for sid in ALL}
@@ -49,6 +50,8 @@ def parse_args(argv: list[str]) -> Settings:
     bad = [x for x in scenarios if x not in ALL]
     if bad:
         ap.error(f"unknown scenario(s) {', '.join(bad)}; choose from {', '.join(ALL)}")
+    if a.label and not all(c.isalnum() or c == "-" for c in a.label):
+        ap.error("--label takes letters, digits and '-' only")
     if a.scale <= 0:
         ap.error("--scale must be positive")
     if (a.rounds is not None and a.rounds < 1) or a.s6_rounds < 1:
@@ -71,6 +74,7 @@ def parse_args(argv: list[str]) -> Settings:
         scale=a.scale,
         keep=a.keep,
         command=shlex.join(["python", "-m", "bench", *argv]),
+        label=a.label,
     )
 
 
@@ -95,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         for sid in ("S1", "S1b", "S2", "S3")
         if sid in wanted or (sid == "S1" and "S5" in wanted)
     ]
-    steps += [step for sid, step in (("S7", sc.latency_scenario), ("S4", sc.events_scenario)) if sid in wanted]
-    steps += [sc.inventory_scenario] if "S6" in wanted else []
+    extra = (("S6", sc.inventory_scenario), ("S4", sc.events_scenario), ("S7", sc.latency_scenario))
+    steps += [step for sid, step in extra if sid in wanted]
     machine = machine_info()
     try:
         for step in steps:

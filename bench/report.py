@@ -331,7 +331,9 @@ def write(session: Session, machine: dict) -> tuple[Path, Path, str, bool]:
     s.out.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("%Y-%m-%d")
     full = not s.quick and s.scale == 1.0 and set(s.scenarios) >= {"S1", "S1b", "S2", "S3", "S4", "S5", "S6", "S7"}
-    if not full and not s.quick:
+    if s.label:
+        stem += f"-{s.label}"
+    elif not full and not s.quick:
         stem += "-partial"
     md, js = s.out / f"{stem}.md", s.out / f"{stem}.json"
     md.write_text(text + "\n", encoding="utf-8")

@@ -74,6 +74,7 @@ class Settings:
     scale: float = 1.0
     keep: bool = False
     command: str = ""
+    label: str = ""  # results go to <date>-<label>.md/.json (default: <date>.md, or <date>-partial.md)
 
 
 class Session:

@@ -68,11 +68,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True  # server_close() waits for the handlers (the slow one too): nothing outlives the test
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that gave up (the timeout test) is expected; no traceback on stderr
+
+
 @pytest.fixture
 def server():
     _Handler.seen = []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
+    srv = _Server(("127.0.0.1", 0), _Handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"

@@ -152,7 +152,7 @@ class Identity:
         text = f"running as {self.principal}" + (f" ({self.kind})" if self.kind != "user" else "")
         if self.via:
             text += f", impersonated by {self.via}"
-        quota = self.quota_project or "none set (each resource's project is charged)"
+        quota = self.quota_project or "none set"
         return f"{text}; quota project: {quota}"
 
     def to_dict(self) -> dict[str, Any]:

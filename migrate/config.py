@@ -11,21 +11,22 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from migrate.config_check import Checker as _Checker
+from migrate.config_check import resolve as _resolve
+from migrate.config_check import section as _section
+from migrate.config_check import sources as _sources
 from migrate.errors import ConfigError
 from migrate.prices import PriceTable, parse_prices
-from migrate.units import parse_rate, parse_size
 
 DEFAULT_CONFIG = "migrate.toml"
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 FORMATS = ("jsonl", "csv")
 LIFECYCLE_ACTIONS = ("Delete", "SetStorageClass")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 
@@ -153,146 +154,28 @@ class Config:
         raise KeyError(name)
 
 
-# --- validation --------------------------------------------------------------------------------
+# --- validation (the generic checks: config_check.py) -----------------------------------------
 
 
-class _Checker:
-    """Collects problems while reading one table; each problem is one line."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[str] = []
-
-    def fail(self, key: str, what: str, fix: str) -> None:
-        self.problems.append(f"{self.file}: {key}: {what}; fix: {fix}")
-
-    def table(self, data: Any, key: str, allowed: dict[str, str]) -> dict:
-        if not isinstance(data, dict):
-            self.fail(key, f"expected a table, got {_typename(data)}", f"write it as [{key}]")
-            return {}
-        for k in data:
-            if k not in allowed:
-                near = _closest(k, allowed)
-                hint = f"did you mean '{near}'?" if near else f"allowed keys: {', '.join(sorted(allowed))}"
-                self.fail(f"{key}.{k}", "unknown key", f"remove it ({hint})")
-        return data
-
-    def get(self, data: dict, key: str, where: str, kind: type | tuple, default: Any = None, required: bool = False):
-        if key not in data:
-            if required:
-                self.fail(f"{where}.{key}", "missing", f"add {key} = ... to [{where.split('[')[0]}]")
-            return default
-        value = data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            ok = False
-        elif float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        else:
-            ok = isinstance(value, kinds)
-        if not ok:
-            want = " or ".join(_typename_of(k) for k in kinds)
-            self.fail(
-                f"{where}.{key}", f"expected {want}, got {_typename(value)} {_short(value)}", f"set it to a {want}"
-            )
-            return default
-        return value
-
-    def strings(self, data: dict, key: str, where: str, default: tuple = (), required: bool = False) -> tuple:
-        value = self.get(data, key, where, (list, str), None, required)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            value = [value]
-        if not all(isinstance(v, str) for v in value):
-            self.fail(f"{where}.{key}", "expected a list of strings", f'write it as {key} = ["..."]')
-            return default
-        return tuple(value)
-
-
-def _typename(v: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
-        type(v), type(v).__name__
-    )
-
-
-def _typename_of(k: type) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}.get(
-        k, k.__name__
-    )
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return f"({text[:40]}…)" if len(text) > 40 else f"({text})"
-
-
-def _closest(key: str, allowed: dict[str, str]) -> str | None:
-    import difflib
-
-    hits = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    return hits[0] if hits else None
+def _keys(cls: type) -> dict[str, str]:
+    """The keys a table may hold: the fields of the settings class it becomes (one list, not two)."""
+    return dict.fromkeys((f.name for f in fields(cls)), "")
 
 
 _TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
 _TOP["engine"] = ""
-_PROJECT = {"id": "", "state_dir": "", "plans_dir": "", "impersonate_service_account": ""}
+_PROJECT = _keys(ProjectConfig)
 # A service account's email: ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com, or a Google-managed default account
 # such as PROJECT_NUMBER-compute@developer.gserviceaccount.com.
 # https://cloud.google.com/iam/docs/service-account-overview#identifying
 _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}[a-z0-9]@[a-z0-9][a-z0-9.-]*\.gserviceaccount\.com$")
-_CATALOG = {
-    "name": "",
-    "root": "",
-    "include": "",
-    "exclude": "",
-    "bucket": "",
-    "prefix": "",
-    "storage_class": "",
-    "follow_symlinks": "",
-}
-_LISTENER = {
-    "name": "",
-    "paths": "",
-    "format": "",
-    "topic": "",
-    "event_id_field": "",
-    "event_time_field": "",
-    "ordering_key_field": "",
-}
-_TRANSFER = {
-    "workers": "",
-    "batch_max_files": "",
-    "batch_max_bytes": "",
-    "bandwidth_limit": "",
-    "large_file_threshold": "",
-    "chunk_size": "",
-    "conflict_policy": "",
-    "retry_max_attempts": "",
-    "retry_initial_delay": "",
-    "retry_max_delay": "",
-    "retry_deadline": "",
-    "timeout": "",
-}
-_PUBSUB = {
-    "batch_max_messages": "",
-    "batch_max_bytes": "",
-    "events_per_second": "",
-    "max_in_flight_messages": "",
-    "publish_timeout": "",
-}
-_TARGETS = {
-    "location": "",
-    "versioning": "",
-    "soft_delete_days": "",
-    "message_retention_days": "",
-    "kms_key_name": "",
-    "labels": "",
-    "service_account_id": "",
-    "lifecycle_rules": "",
-}
-_ENGINE = {"scheduler": "", "workers": ""}
-_LIFECYCLE = {"action": "", "age_days": "", "storage_class": "", "buckets": ""}
+_CATALOG = _keys(CatalogSource)
+_LISTENER = _keys(ListenerSource)
+_TRANSFER = _keys(TransferConfig)
+_PUBSUB = _keys(PubSubConfig)
+_TARGETS = _keys(TargetsConfig)
+_ENGINE = _keys(EngineConfig)
+_LIFECYCLE = _keys(LifecycleRule)
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -478,34 +361,6 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices, engine)
 
 
-def _section(c: _Checker, data: dict, key: str, allowed: dict, cls: type, sizes=(), rates=()):
-    t = c.table(data.get(key, {}), key, allowed)
-    defaults = cls()
-    kwargs = {}
-    for k in t:
-        if k not in allowed:
-            continue
-        default = getattr(defaults, k)
-        if k in sizes or k in rates:
-            v = c.get(t, k, key, (str, int), default)
-            try:
-                kwargs[k] = parse_rate(v) if k in rates else parse_size(v)
-            except ValueError as exc:
-                c.fail(f"{key}.{k}", str(exc).split(";")[0], str(exc).split("; ")[-1])
-            continue
-        kind = type(default) if default is not None else str
-        if isinstance(default, float):
-            kind = float
-        v = c.get(t, k, key, kind, default)
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(v, (int, float)):
-            if v < 0 or (k in ("workers", "batch_max_files", "retry_max_attempts") and v < 1):
-                c.fail(f"{key}.{k}", f"{v} is out of range", "use a positive number")
-                continue
-            v = kind(v)
-        kwargs[k] = v
-    return cls(**kwargs)
-
-
 def _lifecycle_rules(c: _Checker, items: Any) -> tuple[LifecycleRule, ...]:
     if not isinstance(items, list):
         fix = "write each rule as [[targets.lifecycle_rules]]"
@@ -533,34 +388,3 @@ def _lifecycle_rules(c: _Checker, items: Any) -> tuple[LifecycleRule, ...]:
         buckets = c.strings(t, "buckets", where)
         rules.append(LifecycleRule(action, age, sc if action == "SetStorageClass" else None, buckets))
     return tuple(rules)
-
-
-def _sources(c: _Checker, data: dict, key: str, schema: dict, names: set[str]) -> Iterator[tuple[str, dict, str]]:
-    """(where, table, name) of each [[key]] table, its keys checked against schema and its name
-    checked for shape and uniqueness across every source; `where` names it in error lines."""
-    items = data.get(key, [])
-    if not isinstance(items, list):
-        c.fail(key, "expected an array of tables", f"write each source as [[{key}]]")
-        items = []
-    for i, item in enumerate(items):
-        where = f"{key}[{i}]"
-        t = c.table(item, where, schema)
-        nm = c.get(t, "name", where, str, f"{key}{i}", required=True)
-        where = f"{key}[{nm}]" if isinstance(t.get("name"), str) else where
-        _check_name(c, where, nm, names)
-        yield where, t, nm
-
-
-def _check_name(c: _Checker, where: str, nm: str, names: set[str]) -> None:
-    if not _NAME.match(nm):
-        c.fail(f"{where}.name", f"{nm!r} is not a valid source name", "use lowercase letters, digits, '-' and '_'")
-    if nm in names:
-        c.fail(
-            f"{where}.name", f"duplicate source name {nm!r}", "give every [[catalog]] and [[listeners]] a unique name"
-        )
-    names.add(nm)
-
-
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(os.path.expanduser(value))
-    return p if p.is_absolute() else (base / p)

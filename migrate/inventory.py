@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from migrate.config import CatalogSource, Config, ListenerSource
 from migrate.hashing import crc32c_of_file
 from migrate.ledger import now, transaction
+from migrate.ledger.states import LogStatus
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.sources.tree import Entry, WalkStats, walk
 
@@ -336,13 +337,13 @@ def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, re
         old = conn.execute(
             "SELECT size, mtime_ns, inode, status FROM event_files WHERE source=? AND path=?", (src.name, path)
         ).fetchone()
-        if ident is not None and old is not None and tuple(old[:3]) == ident and old["status"] == "ok":
+        if ident is not None and old is not None and tuple(old[:3]) == ident and old["status"] == LogStatus.OK:
             with transaction(conn):
                 conn.execute("UPDATE event_files SET seen=? WHERE source=? AND path=?", (snap, src.name, path))
             continue
         scan = scan_file(path, src)
         rep.rescanned += 1
-        status = "anomaly" if scan.anomaly else "ok"
+        status = LogStatus.ANOMALY if scan.anomaly else LogStatus.OK
         with transaction(conn):
             conn.execute("DELETE FROM bad_lines WHERE source=? AND path=?", (src.name, path))
             conn.executemany(
@@ -403,7 +404,7 @@ def _summarise_logs(conn: sqlite3.Connection, source: str, rep: ListenerReport) 
     rep.min_time = min((r[0] for r in spans), key=time_key, default=None)
     rep.max_time = max((r[1] for r in spans), key=time_key, default=None)
     for r in conn.execute(
-        "SELECT path, reason FROM event_files WHERE source=? AND status='anomaly' ORDER BY path", (source,)
+        "SELECT path, reason FROM event_files WHERE source=? AND status=? ORDER BY path", (source, LogStatus.ANOMALY)
     ):
         rep.anomalies.append({"path": r[0], "reason": r[1]})
     for r in conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from migrate.names import display_name
+from migrate.units import format_bytes
 
 
 class Md(str):
@@ -29,6 +30,10 @@ def code(value: object) -> Md:
 
 def num(value: int) -> Md:
     return Md(f"{value:,}")
+
+
+def nbytes(value: int) -> Md:
+    return Md(format_bytes(value) if value else "0 B")
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()) -> list[str]:

@@ -8,7 +8,8 @@ import signal
 import time
 from collections.abc import Callable
 
-from migrate.local.emulators import STOP_TIMEOUT, PubSubEmulator, group_states
+from migrate.local.emulators import PubSubEmulator
+from migrate.local.processes import STOP_TIMEOUT, group_states
 
 
 def freeze(server: PubSubEmulator) -> None:

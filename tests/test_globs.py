@@ -1,14 +1,15 @@
-"""One glob dialect (sources/globs.py) for catalog include/exclude and listener paths."""
+"""One glob dialect (sources/globs.py) for catalog include/exclude, listener paths and their expansion."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from migrate.config import ListenerSource
 from migrate.sources.eventlog import derived_event_id, expand_paths, file_identity
-from migrate.sources.globs import PathFilter, matches
+from migrate.sources.globs import PathFilter, expand, matches
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,24 @@ def test_file_identity_comes_from_the_pattern_that_found_the_file(tmp_path: Path
     assert derived_event_id("plays", file_identity(str(deep), listener), 0) == derived_event_id(
         "plays", file_identity(str(deep), reordered), 0
     )
+
+
+def test_expansion_on_disk_is_the_same_matcher(tmp_path: Path) -> None:
+    """expand() yields exactly the files under the pattern's base that matches() accepts, symlinked
+    directories followed once (a loop ends), directories never."""
+    files = ["a.jsonl", ".hidden.jsonl", "b.txt", "eu/c.jsonl", "eu/x/d.jsonl", "eu/x/y/e.jsonl"]
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}\n")
+    (tmp_path / "eu" / "x" / "loop").symlink_to(tmp_path / "eu")
+    (tmp_path / "dir.jsonl").mkdir()
+    for pattern, expected in [
+        ("*.jsonl", {"a.jsonl", ".hidden.jsonl"}),
+        ("*/*.jsonl", {"eu/c.jsonl"}),
+        ("eu/**/*.jsonl", {"eu/c.jsonl", "eu/x/d.jsonl", "eu/x/y/e.jsonl"}),  # eu/x/loop is eu again
+        ("eu/x/[de].jsonl", {"eu/x/d.jsonl"}),
+    ]:
+        full = f"{tmp_path}/{pattern}"
+        found = {os.path.relpath(p, tmp_path) for p in expand(full)}
+        assert found == expected, pattern
+        assert all(matches(f"{tmp_path}/{rel}", full) for rel in found)

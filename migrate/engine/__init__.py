@@ -7,6 +7,8 @@ lives in the dask_* modules and needs the optional extra (`pip install 'migrate[
 from __future__ import annotations
 
 from migrate.errors import UsageError
+from migrate.ledger import items
+from migrate.ledger.states import ItemKind
 
 ENGINES = ("local", "dask")
 
@@ -31,11 +33,5 @@ def check_engine(engine: str) -> None:
 
 def pending_sources(conn, plan_id: str, kinds: str = "all") -> list[str]:
     """The sources of the plan's items a run still has to do (objects and/or events)."""
-    wanted = {"all": ("object", "events"), "objects": ("object",), "events": ("events",)}[kinds]
-    marks = ",".join("?" * len(wanted))
-    rows = conn.execute(
-        f"SELECT DISTINCT source FROM items WHERE plan_id=? AND kind IN ({marks}) AND state IN ('pending','failed')"
-        " ORDER BY source",
-        (plan_id, *wanted),
-    )
-    return [r[0] for r in rows]
+    wanted = {"all": tuple(ItemKind), "objects": (ItemKind.OBJECT,), "events": (ItemKind.EVENTS,)}[kinds]
+    return items.open_sources(conn, plan_id, wanted)

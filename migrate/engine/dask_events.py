@@ -37,7 +37,7 @@ from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
 from migrate.retry import describe
-from migrate.transfer.replay import COMMIT_EVERY, ReplaySummary
+from migrate.transfer.replay_state import COMMIT_EVERY, ReplaySummary
 
 LATE_REPORTS = 30.0  # seconds a finished task's last reports may take to arrive
 

@@ -23,7 +23,7 @@ from migrate.config import Config
 from migrate.engine.dask_run import DaskEngine
 from migrate.engine.leases import lease_for
 from migrate.ledger import items
-from migrate.ledger.states import OPEN, ItemKind
+from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.retry import describe
@@ -126,8 +126,8 @@ def copy_objects_dask(
         summary.elapsed = time.monotonic() - started
         raise
     d.ledger.flush()
-    summary.already_done = counts.get("done", 0)
-    summary.previously_skipped = counts.get("source-changed", 0) + counts.get("conflict", 0)
+    summary.already_done = counts.get(ItemState.DONE, 0)
+    summary.previously_skipped = sum(counts.get(s, 0) for s in NOT_COPIED)
     summary.pending = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN) - summary.failed
     summary.halted = d.halted
     summary.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)

@@ -28,7 +28,7 @@ from migrate.errors import SourceError
 from migrate.retry import describe
 from migrate.sources.eventlog import iter_records, source_attribute
 from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
-from migrate.transfer.replay import COMMIT_EVERY, COMMIT_INTERVAL, _changed, _FileState, _Window
+from migrate.transfer.replay_state import COMMIT_EVERY, COMMIT_INTERVAL, FileState, Window, changed_since_plan
 
 FENCE_EVERY = 1000  # records between fence checks
 POLL = 0.02  # seconds between looks at the committed watermark while over the ceiling
@@ -70,7 +70,7 @@ class _Task:
         self.base = start
         self.committed = int(start["published"])
         self.msgs.start()
-        changed = _changed(self.path, self.item)
+        changed = changed_since_plan(self.path, self.item)
         if changed:
             return self.result("source-changed", error=changed, clean=True, last_msg=self.msgs.sent)
         with held(self.spec.get("eps")):
@@ -83,8 +83,8 @@ class _Task:
         pubsub_cfg = cfg.pubsub
         if spec.get("eps") is not None:
             pubsub_cfg = replace(pubsub_cfg, events_per_second=spec["eps"].share)
-        window = _Window(cfg.pubsub.max_in_flight_messages)
-        st = _FileState(self.item, listener, int(start["watermark"]), int(start["line"]), window)
+        window = Window(cfg.pubsub.max_in_flight_messages)
+        st = FileState(self.item, listener, int(start["watermark"]), int(start["line"]), window)
         st.committed_watermark = int(start["watermark"])
 
         def on_done(tokens: list, message_ids, exc) -> None:
@@ -124,12 +124,12 @@ class _Task:
             return self.result("failed", error=err, **out)
         if not st.reader_done:
             return self.result("pending", clean=True, **out)
-        changed = _changed(self.path, self.item)
+        changed = changed_since_plan(self.path, self.item)
         if changed:
             return self.result("source-changed", error=f"changed while replaying: {changed}", clean=True, **out)
         return self.result("done", anomaly=st.anomaly, clean=True, **out)
 
-    def read(self, st: _FileState, pub: EventPublisher, listener) -> None:
+    def read(self, st: FileState, pub: EventPublisher, listener) -> None:
         pid, lname = self.plan_id, listener.name
         fixed = encode_attributes({"plan_id": pid, "listener": lname})
         short_source = len(self.path.encode("utf-8", "surrogateescape")) < 1000
@@ -183,11 +183,11 @@ class _Task:
         pub.flush()
         pub.wait()
 
-    def total_above(self, st: _FileState) -> int:
+    def total_above(self, st: FileState) -> int:
         """Events of this file published (or in flight) above the driver's committed watermark."""
         return int(self.base["published"]) + st.registered - self.committed
 
-    def wait_below_ceiling(self, st: _FileState, pub: EventPublisher) -> None:
+    def wait_below_ceiling(self, st: FileState, pub: EventPublisher) -> None:
         pub.flush()
         polls = 0
         while True:
@@ -203,7 +203,7 @@ class _Task:
                 return
             time.sleep(POLL)
 
-    def report(self, st: _FileState) -> None:
+    def report(self, st: FileState) -> None:
         """Send the acknowledged prefix (absolute position and counts) with its quarantined records."""
         wm, line, events, nbytes, quarantined = st.take()
         records, self.quarantined = self.quarantined, []
@@ -224,7 +224,7 @@ class _Task:
         )
 
 
-def window_full(st: _FileState) -> bool:
+def window_full(st: FileState) -> bool:
     return st.window.full()
 
 

@@ -125,6 +125,15 @@ def open_objects(conn: sqlite3.Connection, plan_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def open_sources(conn: sqlite3.Connection, plan_id: str, kinds: tuple[str, ...]) -> list[str]:
+    """The sources that items of `kinds` a run still has to do come from, sorted."""
+    sql = (
+        f"SELECT DISTINCT source FROM items WHERE plan_id=? AND kind IN ({placeholders(kinds)})"
+        f" AND state IN ({placeholders(OPEN)}) ORDER BY source"
+    )
+    return [r[0] for r in conn.execute(sql, (plan_id, *kinds, *OPEN))]
+
+
 def open_event_files(conn: sqlite3.Connection, plan_id: str) -> list[sqlite3.Row]:
     """The ledger rows of the log files a run has left to replay, in plan order."""
     return conn.execute(
@@ -172,3 +181,13 @@ def counts_by_state(conn: sqlite3.Connection, plan_id: str) -> list[tuple[str, s
             (plan_id,),
         )
     ]
+
+
+def count_attempt(conn: sqlite3.Connection, plan_id: str, seq: int) -> None:
+    conn.execute(
+        "UPDATE items SET attempts = attempts + 1, updated_at=? WHERE plan_id=? AND seq=?", (now(), plan_id, seq)
+    )
+
+
+def add_retries(conn: sqlite3.Connection, plan_id: str, seq: int, n: int) -> None:
+    conn.execute("UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?", (n, plan_id, seq))

@@ -11,12 +11,8 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +20,11 @@ from typing import TypeVar
 
 from migrate.clients import PUBSUB_EMULATOR_ENV, STORAGE_EMULATOR_ENV
 from migrate.errors import MigrateError
+from migrate.local.processes import HOST, STOP_TIMEOUT, Reaper, free_port, group_members, http_ok, tail
 
-HOST = "127.0.0.1"
 GCS_START_TIMEOUT = 30.0
 PUBSUB_START_TIMEOUT = 120.0
-STOP_TIMEOUT = 10.0
 _POLL = 0.1
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def gcs_binary() -> Path:
@@ -61,84 +49,6 @@ def gcs_binary() -> Path:
     return path
 
 
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text[-lines:])
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group, read from /proc."""
-    return [pid for pid, _ in group_states(pgid)]
-
-
-def group_states(pgid: int) -> list[tuple[int, str]]:
-    """(pid, state letter) of the live (non-zombie) processes in a process group."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        # Fields after the parenthesised command: state ppid pgrp ...
-        rest = stat.rsplit(")", 1)[-1].split()
-        if len(rest) >= 3 and rest[0] != "Z" and int(rest[2]) == pgid:
-            members.append((int(entry.name), rest[0]))
-    return members
-
-
-_REAPER_CODE = (
-    "import os, signal, sys\n"
-    "sys.stdin.buffer.read()\n"
-    "try:\n"
-    "    os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
-    "except OSError:\n"
-    "    pass\n"
-)
-
-
-class _Reaper:
-    """Kills an emulator's process group if this process dies without stopping it (even on SIGKILL).
-
-    A tiny Python process in its own session blocks reading a pipe whose only writer is this process;
-    when this process exits for any reason the pipe closes, the read returns and it kills the group.
-    A normal stop disarms it first (SIGKILL to the reaper), so it never signals a reused group id.
-    """
-
-    def __init__(self, pgid: int) -> None:
-        self._proc: subprocess.Popen | None = subprocess.Popen(
-            [sys.executable, "-S", "-c", _REAPER_CODE, str(pgid)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def disarm(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-
-
 # --- fake-gcs-server ---------------------------------------------------------------------------
 
 
@@ -151,7 +61,7 @@ class GcsEmulator:
     log_path: Path
     binary: Path
     _proc: subprocess.Popen | None = field(default=None, repr=False)
-    _reaper: _Reaper | None = field(default=None, repr=False)
+    _reaper: Reaper | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -189,7 +99,7 @@ class GcsEmulator:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self._reaper = _Reaper(self._proc.pid)
+        self._reaper = Reaper(self._proc.pid)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -200,10 +110,10 @@ class GcsEmulator:
                 self._proc = None
                 self._disarm()
                 raise MigrateError(
-                    f"fake-gcs-server exited while starting on port {self.port}: {_tail(self.log_path)}",
+                    f"fake-gcs-server exited while starting on port {self.port}: {tail(self.log_path)}",
                     f"see {self.log_path}; is the port taken or {self.root} not writable?",
                 )
-            if _http_ok(f"{self.url}/storage/v1/b"):
+            if http_ok(f"{self.url}/storage/v1/b"):
                 return
             time.sleep(_POLL)
         self.kill()
@@ -285,7 +195,7 @@ class PubSubEmulator:
     log_path: Path
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _pgid: int | None = field(default=None, repr=False)
-    _reaper: _Reaper | None = field(default=None, repr=False)
+    _reaper: Reaper | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -300,7 +210,7 @@ class PubSubEmulator:
 
     def processes(self) -> list[int]:
         """Live pids in the emulator's process group (gcloud's python and its java child)."""
-        return _group_members(self._pgid) if self._pgid else []
+        return group_members(self._pgid) if self._pgid else []
 
     def _launch(self) -> None:
         gcloud = shutil.which("gcloud")
@@ -327,7 +237,7 @@ class PubSubEmulator:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         self._pgid = self._proc.pid  # start_new_session: the leader's pid is the group id
-        self._reaper = _Reaper(self._pgid)
+        self._reaper = Reaper(self._pgid)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -337,10 +247,10 @@ class PubSubEmulator:
             if self._proc.poll() is not None:
                 self.stop()
                 raise MigrateError(
-                    f"the Pub/Sub emulator exited while starting on {self.host}: {_tail(self.log_path)}",
+                    f"the Pub/Sub emulator exited while starting on {self.host}: {tail(self.log_path)}",
                     f"see {self.log_path}; is java installed and the pubsub emulator component present?",
                 )
-            if _http_ok(f"http://{self.host}/"):
+            if http_ok(f"http://{self.host}/"):
                 return
             time.sleep(_POLL * 3)
         self.stop()

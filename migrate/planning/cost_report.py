@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from migrate.markdown import num as _n
-from migrate.markdown import table
+from migrate import markdown as md
 from migrate.planning.estimate import format_money
-from migrate.planning.report import _b
 
 
 def cost_section(s: dict) -> list[str]:
@@ -19,16 +17,16 @@ def cost_section(s: dict) -> list[str]:
     )
     if c["gcs_class_a"]:
         out += ["", "**GCS class A operations**", ""]
-        out += table(
+        out += md.table(
             ["Class", "Small files", "Resumable", "Composite (parts + composes)", "Verify list pages", "Ops", "Cost"],
             [
                 [
                     sc,
-                    _n(a["simple_uploads"]),
-                    _n(a["resumable_uploads"]),
-                    f"{_n(a['composite_uploads'])} ({_n(a['part_inserts'])} + {_n(a['composes'])})",
-                    _n(a["verify_list_pages"]),
-                    _n(a["operations"]),
+                    md.num(a["simple_uploads"]),
+                    md.num(a["resumable_uploads"]),
+                    f"{md.num(a['composite_uploads'])} ({md.num(a['part_inserts'])} + {md.num(a['composes'])})",
+                    md.num(a["verify_list_pages"]),
+                    md.num(a["operations"]),
                     f"{format_money(a['cost'])} at ${a['price_per_1000']:g}/1,000",
                 ]
                 for sc, a in c["gcs_class_a"].items()
@@ -40,14 +38,14 @@ def cost_section(s: dict) -> list[str]:
     ps = c["pubsub"]
     if ps["messages"]:
         out += ["", "**Pub/Sub throughput** (publish, then the verification subscription's delivery)", ""]
-        out += table(
+        out += md.table(
             ["Messages", "Publish requests", "Message bytes", "Billable bytes, each way", "Cost"],
             [
                 [
-                    _n(ps["messages"]),
-                    _n(ps["publish_requests"]),
-                    _b(ps["message_bytes"]),
-                    _b(ps["billable_publish_bytes"]),
+                    md.num(ps["messages"]),
+                    md.num(ps["publish_requests"]),
+                    md.nbytes(ps["message_bytes"]),
+                    md.nbytes(ps["billable_publish_bytes"]),
                     f"{format_money(ps['cost'])} at ${ps['price_per_tib']:g}/TiB",
                 ]
             ],
@@ -65,12 +63,12 @@ def cost_section(s: dict) -> list[str]:
             )
     if c["deep_verify_all"]:
         out += ["", "**Deep verify of every object** (`verify --deep 100%`)", ""]
-        out += table(
+        out += md.table(
             ["Class", "Objects", "GiB read", "Class B", "Retrieval fee", "Cost"],
             [
                 [
                     sc,
-                    _n(d["objects"]),
+                    md.num(d["objects"]),
                     f"{d['gib']:,.3f}",
                     format_money(d["class_b_cost"]),
                     format_money(d["retrieval_cost"]),

@@ -19,10 +19,6 @@ def _short(text: str, limit: int = 100) -> str:
     return text[:keep] + "…" + text[-keep:]
 
 
-def _b(value: int) -> str:
-    return format_bytes(value) if value else "0 B"
-
-
 def render_report(doc: dict) -> str:
     """Markdown for a plan document (the content of <name>.plan.json)."""
     from migrate.planning.cost_report import cost_section
@@ -51,20 +47,20 @@ def _overview(doc: dict, s: dict) -> list[str]:
         *md.table(
             ["", "Files", "Bytes", "Batches"],
             [
-                ["Objects to copy", md.num(o["files"]), _b(o["bytes"]), md.num(o["batches"])],
+                ["Objects to copy", md.num(o["files"]), md.nbytes(o["bytes"]), md.num(o["batches"])],
                 [
                     "Listener logs to replay",
                     md.num(e["files"]),
-                    _b(e["bytes"]) + f" in {md.num(e['events'])} events",
+                    md.nbytes(e["bytes"]) + f" in {md.num(e['events'])} events",
                     md.num(e["batches"]),
                 ],
                 [
                     "Already in the destination",
                     md.num(s["already_migrated"]["files"]),
-                    _b(s["already_migrated"]["bytes"]),
+                    md.nbytes(s["already_migrated"]["bytes"]),
                     "",
                 ],
-                ["Skipped for other reasons", md.num(k["not_done"]["files"]), _b(k["not_done"]["bytes"]), ""],
+                ["Skipped for other reasons", md.num(k["not_done"]["files"]), md.nbytes(k["not_done"]["bytes"]), ""],
             ],
             right=(1, 2, 3),
         ),
@@ -88,7 +84,7 @@ def _catalog(s: dict) -> list[str]:
                 src["storage_class"],
                 md.num(src["inventoried"]["files"]),
                 md.num(src["planned"]["files"]),
-                _b(src["planned"]["bytes"]),
+                md.nbytes(src["planned"]["bytes"]),
                 md.num(src["already_migrated"]["files"]),
                 md.num(src["skipped"]["files"]),
             ]
@@ -118,7 +114,7 @@ def _catalog(s: dict) -> list[str]:
                 "yes" if b["exists"] else "**no**",
                 md.num(b["listed_objects"]),
                 md.num(b["files"]),
-                _b(b["bytes"]),
+                md.nbytes(b["bytes"]),
             ]
             for b in s["buckets"]
         ],
@@ -128,7 +124,7 @@ def _catalog(s: dict) -> list[str]:
     out += [
         "",
         f"Batches: {md.num(o['batches'])}; the largest holds {md.num(o['largest_batch_files'])} files /"
-        f" {_b(o['largest_batch_bytes'])}; {md.num(o['files_over_batch_max_bytes'])} file(s) exceed"
+        f" {md.nbytes(o['largest_batch_bytes'])}; {md.num(o['files_over_batch_max_bytes'])} file(s) exceed"
         " `batch_max_bytes` and travel alone.",
     ]
     cmp_ = s["compare"]
@@ -149,8 +145,8 @@ def _storage(s: dict) -> list[str]:
         [
             sc,
             md.num(c["files"]),
-            _b(c["bytes"]),
-            _b(c["stored_bytes"]),
+            md.nbytes(c["bytes"]),
+            md.nbytes(c["stored_bytes"]),
             f"${c['price_gib_month']:.4f}",
             format_money(c["monthly_cost"]),
         ]
@@ -176,7 +172,7 @@ def _listeners(s: dict) -> list[str]:
             src["format"],
             f"{md.num(src['planned_files'])} of {md.num(src['log_files'])}",
             md.num(src["events"]),
-            _b(src["event_bytes"]),
+            md.nbytes(src["event_bytes"]),
             md.num(src["malformed"]),
             md.num(src["oversized"]),
         ]
@@ -220,7 +216,10 @@ def _skipped(s: dict) -> list[str]:
         return out + ["Nothing is skipped.", ""]
     out += md.table(
         ["Reason", "Files", "Bytes", "Meaning"],
-        [[md.code(code), md.num(v["files"]), _b(v["bytes"]), v["description"]] for code, v in k["by_reason"].items()],
+        [
+            [md.code(code), md.num(v["files"]), md.nbytes(v["bytes"]), v["description"]]
+            for code, v in k["by_reason"].items()
+        ],
         right=(1, 2),
     )
     out += ["", "The full list with a reason per file is in the `.skipped.jsonl` file next to this report.", ""]
@@ -236,7 +235,7 @@ def _examples(code: str, rows: list[dict], total: int) -> list[str]:
     out = [f"**{SKIP_REASONS[code]}**{more}", ""]
     out += md.table(
         ["Source", "Path", "Size", "Detail"],
-        [[r["source"], md.code(_short(r["relpath"])), _b(r["size"]), r["detail"]] for r in rows],
+        [[r["source"], md.code(_short(r["relpath"])), md.nbytes(r["size"]), r["detail"]] for r in rows],
         right=(2,),
     )
     return out + [""]

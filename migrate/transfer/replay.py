@@ -3,7 +3,7 @@
 For each `kind='events'` item: check the file is unchanged since planning, resume at its
 watermark, publish every valid record, quarantine every bad one, and advance the watermark only
 over the contiguous prefix of records that are acknowledged (or quarantined). Acks arrive out of
-order from several sender lanes; `_FileState` keeps that prefix.
+order from several sender lanes; `FileState` keeps that prefix.
 
 Crash accounting
   Before a run touches a file, `offsets.interrupted` is incremented and `offsets.in_flight_max`
@@ -20,205 +20,30 @@ The ledger connection is used from the calling thread only; sender lanes touch m
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 
 from migrate.clients import publisher_client
-from migrate.config import Config, ListenerSource
+from migrate.config import Config
 from migrate.errors import SourceError
-from migrate.ledger import items, now, transaction
+from migrate.ledger import items, offsets, transaction
 from migrate.ledger.states import ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
 from migrate.retry import describe
-from migrate.sources.eventlog import Record, iter_records, only_appended, source_attribute
+from migrate.sources.eventlog import iter_records, source_attribute
 from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
-
-COMMIT_EVERY = 1000  # records read between watermark commits (at most)
-COMMIT_INTERVAL = 0.5  # seconds between watermark commits while acks arrive
-
-
-@dataclass
-class ReplaySummary:
-    events: int = 0  # events acknowledged by Pub/Sub in this run
-    bytes: int = 0
-    quarantined: int = 0
-    retries: int = 0
-    files_done: int = 0
-    files_failed: int = 0
-    files_changed: int = 0
-    files_pending: int = 0  # not finished because the run was stopped
-    max_possible_duplicates: int = 0
-    interrupted: bool = False
-    errors: list[str] = field(default_factory=list)
-    anomalies: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class _FileState:
-    """One file's in-flight records and its acknowledged prefix.
-
-    The reader thread registers records (without a lock: it alone writes `next_seq`, `entries`
-    keys and `registered`); lane threads ack/fail under `lock`. The shared window counts events
-    registered but not yet in the prefix, so a stuck head stops the reader.
-    """
-
-    __slots__ = (
-        "item",
-        "path",
-        "listener",
-        "lock",
-        "entries",
-        "acked",
-        "head",
-        "next_seq",
-        "watermark",
-        "line",
-        "committed_watermark",
-        "new_events",
-        "new_bytes",
-        "new_quarantined",
-        "failed",
-        "reader_done",
-        "anomaly",
-        "retries",
-        "resent",
-        "window",
-        "registered",
-        "resolved",
-        "popped",
-    )
-
-    def __init__(self, item: sqlite3.Row, listener: ListenerSource, watermark: int, line: int, window) -> None:
-        self.item = item
-        self.path: str = item["relpath"]
-        self.listener = listener
-        self.lock = threading.Lock()
-        self.entries: dict[int, tuple[int, int, int, int]] = {}  # seq -> (end_offset, line, is_event, nbytes)
-        self.acked: set[int] = set()
-        self.head = 0  # lowest seq not yet in the prefix
-        self.next_seq = 0
-        self.watermark = watermark
-        self.line = line
-        self.committed_watermark = watermark
-        self.new_events = 0  # acknowledged into the prefix, not yet committed
-        self.new_bytes = 0
-        self.new_quarantined = 0
-        self.failed: BaseException | None = None
-        self.reader_done = False
-        self.anomaly: str | None = None
-        self.retries = 0
-        self.resent = 0  # messages of this file in retried requests, not yet in the ledger
-        self.window: _Window = window
-        self.registered = 0  # events handed to the publisher (reader thread only)
-        self.resolved = 0  # of those, acknowledged or failed (under lock)
-        self.popped = 0  # of those, in the prefix (under lock)
-
-    def register_event(self, rec: Record) -> int:
-        seq = self.next_seq
-        self.next_seq = seq + 1
-        self.entries[seq] = (rec.end_offset, rec.last_line, 1, len(rec.data))
-        self.registered += 1
-        self.window.taken += 1
-        return seq
-
-    def register_quarantined(self, rec: Record) -> None:
-        seq = self.next_seq
-        self.next_seq = seq + 1
-        with self.lock:
-            self.entries[seq] = (rec.end_offset, rec.last_line, 0, 0)
-            self.acked.add(seq)
-            popped = self._advance()
-        if popped:
-            self.window.release(popped)
-
-    def ack(self, seqs: list[int]) -> None:
-        with self.lock:
-            self.acked.update(seqs)
-            self.resolved += len(seqs)
-            popped = self._advance()
-        if popped:
-            self.window.release(popped)
-
-    def fail(self, seqs: list[int], exc: BaseException) -> None:
-        with self.lock:
-            self.resolved += len(seqs)
-            if self.failed is None:
-                self.failed = exc
-
-    def _advance(self) -> int:
-        """Move the prefix over acknowledged records; returns how many events entered it."""
-        entries, acked = self.entries, self.acked
-        events = 0
-        while self.head in acked:
-            acked.discard(self.head)
-            end, line, is_event, nbytes = entries.pop(self.head)
-            self.head += 1
-            self.watermark, self.line = end, line
-            if is_event:
-                events += 1
-                self.new_bytes += nbytes
-            else:
-                self.new_quarantined += 1
-        self.new_events += events
-        self.popped += events
-        return events
-
-    def take(self) -> tuple[int, int, int, int, int]:
-        """(watermark, line, events, bytes, quarantined) of the prefix since the last take()."""
-        with self.lock:
-            out = (self.watermark, self.line, self.new_events, self.new_bytes, self.new_quarantined)
-            self.new_events = self.new_bytes = self.new_quarantined = 0
-            return out
-
-    @property
-    def settled(self) -> bool:
-        """Nothing of this file is in flight any more."""
-        with self.lock:
-            return self.resolved == self.registered
-
-    def release_window(self) -> None:
-        """At the end of a failed file: its events that never reached the prefix leave the window."""
-        with self.lock:
-            stuck = self.registered - self.popped
-            self.popped = self.registered
-        if stuck:
-            self.window.release(stuck)
-
-
-class _Window:
-    """Events registered but not yet in their file's acknowledged prefix, across files.
-
-    `taken` is written by the reader thread only, `released` by lanes under the condition.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.taken = 0
-        self.released = 0
-        self.cond = threading.Condition()
-
-    def full(self) -> bool:
-        return self.taken - self.released >= self.limit
-
-    def release(self, n: int) -> None:
-        with self.cond:
-            self.released += n
-            self.cond.notify_all()
-
-    def wait_room(self, timeout: float) -> bool:
-        with self.cond:
-            if not self.full():
-                return True
-            self.cond.wait(timeout)
-            return not self.full()
+from migrate.transfer.replay_state import (
+    COMMIT_EVERY,
+    COMMIT_INTERVAL,
+    FileState,
+    ReplaySummary,
+    Window,
+    changed_since_plan,
+)
 
 
 class _Replay:
@@ -230,9 +55,9 @@ class _Replay:
         self.stop = stop
         self.client = client
         self.summary = ReplaySummary()
-        self.window = _Window(cfg.pubsub.max_in_flight_messages)
+        self.window = Window(cfg.pubsub.max_in_flight_messages)
         self.publishers: dict[str, EventPublisher] = {}
-        self.active: list[_FileState] = []
+        self.active: list[FileState] = []
         self.retry_events: list[tuple[str, str]] = []
         self.retry_lock = threading.Lock()
         self.retried_messages = 0
@@ -258,7 +83,7 @@ class _Replay:
         return pub
 
     def on_done(self, tokens: list, message_ids: list[str] | None, exc: BaseException | None) -> None:
-        groups: dict[_FileState, list[int]] = {}
+        groups: dict[FileState, list[int]] = {}
         for st, seq in tokens:
             groups.setdefault(st, []).append(seq)
         for st, seqs in groups.items():
@@ -310,11 +135,9 @@ class _Replay:
         return self.summary
 
     def _offsets(self, item) -> sqlite3.Row | None:
-        return self.conn.execute(
-            "SELECT * FROM offsets WHERE plan_id=? AND path=?", (self.plan.plan_id, item["relpath"])
-        ).fetchone()
+        return offsets.get(self.conn, self.plan.plan_id, item["relpath"])
 
-    def _start(self, item: sqlite3.Row) -> _FileState | None:
+    def _start(self, item: sqlite3.Row) -> FileState | None:
         path = item["relpath"]
         pid = self.plan.plan_id
         row = self._offsets(item)
@@ -327,7 +150,7 @@ class _Replay:
         except KeyError:
             self._failed(item, f"listener {item['source']!r} is not in the config any more")
             return None
-        changed = _changed(path, item)
+        changed = changed_since_plan(path, item)
         if changed:
             self._set_item(item, ItemState.SOURCE_CHANGED, changed)
             self.summary.files_changed += 1
@@ -337,21 +160,11 @@ class _Replay:
         total = self.events_per_item.get(item["seq"])
         ceiling = self.ceiling if total is None else min(self.ceiling, max(0, total - published))
         with transaction(self.conn):
-            self.conn.execute(
-                "INSERT OR IGNORE INTO offsets(plan_id, source, path) VALUES(?,?,?)", (pid, item["source"], path)
-            )
-            self.conn.execute(
-                "UPDATE offsets SET interrupted = interrupted + 1, in_flight_max = MAX(in_flight_max, ?)"
-                " WHERE plan_id=? AND path=?",
-                (ceiling, pid, path),
-            )
-            self.conn.execute(
-                "UPDATE items SET attempts = attempts + 1, updated_at=? WHERE plan_id=? AND seq=?",
-                (now(), pid, item["seq"]),
-            )
-        return _FileState(item, listener, watermark, line, self.window)
+            offsets.begin(self.conn, pid, item["source"], path, ceiling)
+            items.count_attempt(self.conn, pid, item["seq"])
+        return FileState(item, listener, watermark, line, self.window)
 
-    def _read(self, st: _FileState) -> None:
+    def _read(self, st: FileState) -> None:
         topic = st.item["topic"] or st.listener.topic
         pub = self.publisher(topic)
         pid = self.plan.plan_id
@@ -405,7 +218,7 @@ class _Replay:
         pub.flush()
         self._commit()
 
-    def _wait_room(self, st: _FileState) -> None:
+    def _wait_room(self, st: FileState) -> None:
         """Wait until the window has room; commits meanwhile (which also finishes failed files)."""
         for p in self.publishers.values():
             p.flush()
@@ -423,7 +236,7 @@ class _Replay:
         assert self.quarantine is not None
         self.quarantine.sync()  # quarantined records are durable before a watermark passes them
         pid = self.plan.plan_id
-        finished: list[_FileState] = []
+        finished: list[FileState] = []
         updates = []
         for st in self.active:
             wm, line, events, nbytes, quarantined = st.take()
@@ -439,11 +252,7 @@ class _Replay:
             return
         with transaction(self.conn):
             for st, wm, line, events, _nbytes, quarantined in updates:
-                self.conn.execute(
-                    "UPDATE offsets SET watermark=?, line=?, published=published+?, quarantined=quarantined+?"
-                    " WHERE plan_id=? AND path=?",
-                    (wm, line, events, quarantined, pid, st.path),
-                )
+                offsets.advance(self.conn, pid, st.path, wm, line, events, quarantined)
                 st.committed_watermark = wm
             for st in finished:
                 self._finish(st)
@@ -464,18 +273,14 @@ class _Replay:
         for path, error in retry_events:
             self.report(Event("retry", name=path, data={"error": error}))
 
-    def _finish(self, st: _FileState) -> None:
+    def _finish(self, st: FileState) -> None:
         """Inside a transaction: record how the file ended."""
         pid, path, item = self.plan.plan_id, st.path, st.item
         if st.retries:
-            self.conn.execute(
-                "UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?", (st.retries, pid, item["seq"])
-            )
+            items.add_retries(self.conn, pid, item["seq"], st.retries)
         if st.resent:
             # a retried request may have been accepted the first time: verify shows these duplicates apart
-            self.conn.execute(
-                "UPDATE offsets SET resent = resent + ? WHERE plan_id=? AND path=?", (st.resent, pid, path)
-            )
+            offsets.add_resent(self.conn, pid, path, st.resent)
             st.resent = 0
         if st.failed is not None:
             st.release_window()
@@ -486,18 +291,16 @@ class _Replay:
             self.summary.errors.append(f"{path}: {err}")
             self.report(Event("object_failed", name=path, data={"error": err}))
             return
-        self.conn.execute(
-            "UPDATE offsets SET interrupted = MAX(0, interrupted - 1) WHERE plan_id=? AND path=?", (pid, path)
-        )
+        offsets.end_clean(self.conn, pid, path)
         if not st.reader_done:  # stopped cleanly: everything sent was acknowledged and committed
             self.summary.files_pending += 1
             return
-        changed = _changed(path, item)
+        changed = changed_since_plan(path, item)
         if changed:
             self._set_item(item, ItemState.SOURCE_CHANGED, f"changed while replaying: {changed}", tx=False)
             self.summary.files_changed += 1
             return
-        self.conn.execute("UPDATE offsets SET done=1 WHERE plan_id=? AND path=?", (pid, path))
+        offsets.mark_done(self.conn, pid, path)
         self._set_item(item, ItemState.DONE, st.anomaly, tx=False)
         self.summary.files_done += 1
         if st.anomaly:
@@ -516,32 +319,7 @@ class _Replay:
         self.summary.errors.append(f"{item['relpath']}: {error}")
 
     def _duplicate_bound(self) -> int:
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(interrupted * in_flight_max), 0) FROM offsets WHERE plan_id=?", (self.plan.plan_id,)
-        ).fetchone()
-        return int(row[0])
-
-
-def _changed(path: str, item) -> str | None:
-    """Why the file no longer matches the plan's (size, mtime_ns, inode), or None.
-
-    A plain log that was only appended to (same inode, its planned bytes with the CRC32C the plan
-    recorded) still matches: the replay reads it up to the planned size, and the next plan replays
-    the rest (planning/appended.py).
-    """
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"cannot stat ({exc.strerror or exc})"
-    if item["inode"] is not None and st.st_ino != item["inode"]:
-        return "inode differs from the plan (file replaced)"
-    if st.st_size > item["size"] and only_appended(path, item["size"], item["crc32c"]):
-        return None
-    if st.st_size != item["size"]:
-        return f"size {st.st_size} != planned {item['size']}"
-    if item["mtime_ns"] is not None and st.st_mtime_ns != item["mtime_ns"]:
-        return "mtime differs from the plan"
-    return None
+        return offsets.duplicate_bound(self.conn, self.plan.plan_id)
 
 
 def replay_events(

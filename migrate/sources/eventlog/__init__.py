@@ -38,7 +38,6 @@ from migrate.sources.eventlog.paths import (
     derived_event_id,
     expand_paths,
     file_identity,
-    glob_base,
     source_attribute,
 )
 from migrate.sources.eventlog.reader import EventReader, iter_records
@@ -55,7 +54,6 @@ __all__ = [
     "derived_event_id",
     "expand_paths",
     "file_identity",
-    "glob_base",
     "iter_records",
     "normalize_time",
     "only_appended",

@@ -10,18 +10,6 @@ from migrate.sources import globs
 from migrate.sources.eventlog.records import MAX_ATTRIBUTE_VALUE
 
 
-def glob_base(pattern: str) -> str:
-    """The directory part of a glob pattern before its first wildcard segment."""
-    parts = pattern.split(os.sep)
-    keep: list[str] = []
-    for part in parts[:-1]:
-        if globs.has_magic(part):
-            break
-        keep.append(part)
-    base = os.sep.join(keep)
-    return base or (os.sep if pattern.startswith(os.sep) else ".")
-
-
 def expand_paths(listener: ListenerSource) -> list[str]:
     """Every file matching any of the listener's patterns, sorted and de-duplicated."""
     found: set[str] = set()
@@ -43,7 +31,7 @@ def file_identity(path: str, listener: ListenerSource) -> str:
     """
     for pattern in listener.paths:
         if path == pattern or (globs.has_magic(pattern) and globs.matches(path, pattern)):
-            base = glob_base(pattern)
+            base = globs.glob_base(pattern)
             rel = os.path.relpath(path, base)
             if not rel.startswith(".."):
                 return rel.replace(os.sep, "/")

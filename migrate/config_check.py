@@ -1,0 +1,151 @@
+"""The checks behind migrate.toml: a Checker that collects one line per problem, typed reads of a table,
+sections of scalar settings, [[source]] arrays with unique names, and paths relative to the file."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from migrate.units import parse_rate, parse_size
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Checker:
+    """Collects problems while reading one table; each problem is one line."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[str] = []
+
+    def fail(self, key: str, what: str, fix: str) -> None:
+        self.problems.append(f"{self.file}: {key}: {what}; fix: {fix}")
+
+    def table(self, data: Any, key: str, allowed: dict[str, str]) -> dict:
+        if not isinstance(data, dict):
+            self.fail(key, f"expected a table, got {_typename(data)}", f"write it as [{key}]")
+            return {}
+        for k in data:
+            if k not in allowed:
+                near = _closest(k, allowed)
+                hint = f"did you mean '{near}'?" if near else f"allowed keys: {', '.join(sorted(allowed))}"
+                self.fail(f"{key}.{k}", "unknown key", f"remove it ({hint})")
+        return data
+
+    def get(self, data: dict, key: str, where: str, kind: type | tuple, default: Any = None, required: bool = False):
+        if key not in data:
+            if required:
+                self.fail(f"{where}.{key}", "missing", f"add {key} = ... to [{where.split('[')[0]}]")
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        elif float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            want = " or ".join(_typename_of(k) for k in kinds)
+            self.fail(
+                f"{where}.{key}", f"expected {want}, got {_typename(value)} {_short(value)}", f"set it to a {want}"
+            )
+            return default
+        return value
+
+    def strings(self, data: dict, key: str, where: str, default: tuple = (), required: bool = False) -> tuple:
+        value = self.get(data, key, where, (list, str), None, required)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            value = [value]
+        if not all(isinstance(v, str) for v in value):
+            self.fail(f"{where}.{key}", "expected a list of strings", f'write it as {key} = ["..."]')
+            return default
+        return tuple(value)
+
+
+def _typename(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _typename_of(k: type) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}.get(
+        k, k.__name__
+    )
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return f"({text[:40]}…)" if len(text) > 40 else f"({text})"
+
+
+def _closest(key: str, allowed: dict[str, str]) -> str | None:
+    import difflib
+
+    hits = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    return hits[0] if hits else None
+
+
+def section(c: Checker, data: dict, key: str, allowed: dict, cls: type, sizes=(), rates=()):
+    t = c.table(data.get(key, {}), key, allowed)
+    defaults = cls()
+    kwargs = {}
+    for k in t:
+        if k not in allowed:
+            continue
+        default = getattr(defaults, k)
+        if k in sizes or k in rates:
+            v = c.get(t, k, key, (str, int), default)
+            try:
+                kwargs[k] = parse_rate(v) if k in rates else parse_size(v)
+            except ValueError as exc:
+                c.fail(f"{key}.{k}", str(exc).split(";")[0], str(exc).split("; ")[-1])
+            continue
+        kind = type(default) if default is not None else str
+        if isinstance(default, float):
+            kind = float
+        v = c.get(t, k, key, kind, default)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(v, (int, float)):
+            if v < 0 or (k in ("workers", "batch_max_files", "retry_max_attempts") and v < 1):
+                c.fail(f"{key}.{k}", f"{v} is out of range", "use a positive number")
+                continue
+            v = kind(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def sources(c: Checker, data: dict, key: str, schema: dict, names: set[str]) -> Iterator[tuple[str, dict, str]]:
+    """(where, table, name) of each [[key]] table, its keys checked against schema and its name
+    checked for shape and uniqueness across every source; `where` names it in error lines."""
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        c.fail(key, "expected an array of tables", f"write each source as [[{key}]]")
+        items = []
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        t = c.table(item, where, schema)
+        nm = c.get(t, "name", where, str, f"{key}{i}", required=True)
+        where = f"{key}[{nm}]" if isinstance(t.get("name"), str) else where
+        check_name(c, where, nm, names)
+        yield where, t, nm
+
+
+def check_name(c: Checker, where: str, nm: str, names: set[str]) -> None:
+    if not NAME.match(nm):
+        c.fail(f"{where}.name", f"{nm!r} is not a valid source name", "use lowercase letters, digits, '-' and '_'")
+    if nm in names:
+        c.fail(
+            f"{where}.name", f"duplicate source name {nm!r}", "give every [[catalog]] and [[listeners]] a unique name"
+        )
+    names.add(nm)
+
+
+def resolve(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p)

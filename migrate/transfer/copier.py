@@ -36,7 +36,7 @@ from google.api_core import exceptions as gexc
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64, crc32c_concat
 from migrate.progress import Event, Reporter
-from migrate.retry import describe, is_retryable, retrying
+from migrate.retry import call_with_retry, describe, is_retryable
 from migrate.sources.filebody import Aborted, FileBody, SourceChanged, SourceReadError
 from migrate.targets.gcs import MAX_COMPOSE, Gcs, ObjectInfo, content_type, object_metadata, part_prefix
 
@@ -170,7 +170,7 @@ class Copier:
             retries[0] += 1
             self.report(Event("retry", name=name, data={"error": describe(exc)}))
 
-        return retrying(self.cfg, on_retry, sleep=self.retry_sleep)(fn)
+        return call_with_retry(fn, self.cfg, on_retry, sleep=self.retry_sleep)
 
     def _progress(self, n: int) -> None:
         self.report(Event("bytes", n=n))

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import datasets, peers
+from bench import datasets, events_extra, peers
 from bench.gcs import check_bucket, create_bucket
 from bench.measure import Measured
 from bench.migrate_side import inventory_files, plan_path, write_config
@@ -29,8 +29,9 @@ OBJECT_LABELS = {
     "gcloud": "gcloud storage rsync -r",
     "raw": "raw floor",
 }
-EVENT_TOOLS = ["migrate", "loop", "raw"]
+EVENT_TOOLS = ["migrate", "keyed", "loop", "raw"]
 EVENT_LABELS = {"migrate": "migrate run", "loop": "PublisherClient loop", "raw": "raw publish ceiling"}
+EVENT_LABELS["keyed"] = events_extra.KEYED_LABEL
 S5_ROWS = {
     "migrate": [("S5-verify", "migrate verify"), ("S5-verify", "rclone check"), ("S5-noop", "migrate run")],
     "rclone": [("S5-noop", OBJECT_LABELS["rclone"])],
@@ -364,13 +365,15 @@ class Scenarios:
         try:
             sub = verification_subscription(TOPIC)
             create_topic(ps.host, TOPIC, sub)
+            # the plain migrate run is checked on a second subscription: `migrate verify` drains the first
+            check_sub = events_extra.add_check_subscription(ps.host, PROJECT, TOPIC) if tool == "migrate" else sub
             env = self.x.base_env(PUBSUB_EMULATOR_HOST=ps.host)
             files = [str(p) for p in sorted((ds.root / "plays").glob("*.jsonl.gz"))]
             expected, digest = int(ds.info["events"]), ds.info["digest"]
 
             def check(m: Measured) -> tuple[bool, dict, dict, str | None]:
                 metrics = {"events": expected, "events_per_s": round(expected / m.wall, 1)}
-                if tool != "migrate":
+                if tool not in ("migrate", "keyed"):
                     # Our own peers: count the message ids the emulator returned (draining costs minutes).
                     published = json.loads(m.stdout().strip().splitlines()[-1])
                     doc = {"acked": published["published"], "expected": expected}
@@ -380,7 +383,7 @@ class Scenarios:
                     ok = published["published"] == expected
                     return ok, doc, metrics, None if ok else f"{published['published']} of {expected} acknowledged"
                 # The tool under test: drain the verification subscription, count and digest every message.
-                got = drain(ps.host, sub, expected)
+                got = drain(ps.host, check_sub, expected)
                 doc = got.to_dict() | {"expected": expected, "expected_digest": digest}
                 if got.count != expected or got.digest != digest:
                     why = f"subscription holds {got.count} messages (expected {expected})"
@@ -389,19 +392,18 @@ class Scenarios:
                     return False, doc, metrics, why
                 return True, doc, metrics, None
 
-            if tool == "migrate":
-                cfg = write_config(
-                    wd / "migrate.toml",
-                    wd,
-                    listener={
-                        "name": "plays",
-                        "paths": [str(ds.root / "plays" / "*.jsonl.gz")],
-                        "format": "jsonl",
-                        "topic": TOPIC,
-                        "event_id_field": "event_id",
-                        "event_time_field": "ts",
-                    },
-                )
+            if tool in ("migrate", "keyed"):
+                listener = {
+                    "name": "plays",
+                    "paths": [str(ds.root / "plays" / "*.jsonl.gz")],
+                    "format": "jsonl",
+                    "topic": TOPIC,
+                    "event_id_field": "event_id",
+                    "event_time_field": "ts",
+                }
+                if tool == "keyed":
+                    listener["ordering_key_field"] = events_extra.KEY_FIELD
+                cfg = write_config(wd / "migrate.toml", wd, listener=listener)
                 if not self._migrate_prepare(sid, rnd, wd, env, cfg, "s4"):
                     self.x.fail(sid, label, rnd, "migrate inventory/plan failed (see the rows above)")
                     return
@@ -410,7 +412,11 @@ class Scenarios:
                 argv = self.x.python("-m", "bench.pubsub_loop", "--project", PROJECT, "--topic", TOPIC, *files)
             else:
                 argv = self.x.python("-m", "bench.pubsub_raw", "--project", PROJECT, "--topic", TOPIC, *files)
-            self.x.step(sid, label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+            res = self.x.step(sid, label, rnd, argv, env=env, log_dir=wd / "run", check=check)
+            if tool == "migrate" and res.ok:
+                argv = events_extra.verify_argv(self.x.migrate, cfg, plan_path(wd, "s4"))
+                verified = events_extra.verify_check(expected)
+                self.x.step(sid, events_extra.VERIFY_LABEL, rnd, argv, env=env, log_dir=wd / "verify", check=verified)
         except Exception as exc:
             self.x.fail(sid, label, rnd, f"harness error: {type(exc).__name__}: {exc}")
         finally:

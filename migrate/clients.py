@@ -86,23 +86,36 @@ def google_credentials(impersonate: str | None = None):
 
 
 @_needs_credentials
-def gcs_client(project: str, *, pool_size: int = 32, impersonate: str | None = None):
-    """A storage.Client with a connection pool sized for `pool_size` concurrent workers."""
+def gcs_client(project: str, *, pool_size: int = 32, impersonate: str | None = None, endpoint: str | None = None):
+    """A storage.Client with a connection pool sized for `pool_size` concurrent workers.
+
+    endpoint: `storage.endpoint`, e.g. a regional endpoint (https://cloud.google.com/storage/docs/regional-endpoints),
+    passed as the client option api_endpoint; the emulator, when set, wins.
+    """
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    endpoint = storage_emulator()
-    if endpoint:
+    emulator = storage_emulator()
+    if emulator:
         client = storage.Client(
-            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator}
         )
     else:
-        client = storage.Client(project=project, credentials=google_credentials(impersonate))
+        options = {"api_endpoint": endpoint} if endpoint else None
+        client = storage.Client(project=project, credentials=google_credentials(impersonate), client_options=options)
     adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session = client._http  # the authorized session used for every call
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return client
+
+
+def _pubsub_options(endpoint: str | None) -> dict:
+    """`pubsub.endpoint` as the client option api_endpoint. Ordered delivery needs every publish of a key to go
+    to one region: https://cloud.google.com/pubsub/docs/ordering and the locational endpoints at
+    https://cloud.google.com/pubsub/docs/reference/service_apis_overview#pubsub_endpoints. The emulator, when
+    set, wins (the client library replaces the option with PUBSUB_EMULATOR_HOST)."""
+    return {"client_options": {"api_endpoint": endpoint}} if endpoint and not pubsub_emulator() else {}
 
 
 def _pubsub_credentials(kwargs: dict, impersonate: str | None) -> None:
@@ -113,10 +126,12 @@ def _pubsub_credentials(kwargs: dict, impersonate: str | None) -> None:
 
 
 @_needs_credentials
-def publisher_client(batch_settings=None, publisher_options=None, *, impersonate: str | None = None):
+def publisher_client(
+    batch_settings=None, publisher_options=None, *, impersonate: str | None = None, endpoint: str | None = None
+):
     from google.cloud import pubsub_v1
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = _pubsub_options(endpoint)
     _pubsub_credentials(kwargs, impersonate)
     if batch_settings is not None:
         kwargs["batch_settings"] = batch_settings
@@ -126,10 +141,10 @@ def publisher_client(batch_settings=None, publisher_options=None, *, impersonate
 
 
 @_needs_credentials
-def subscriber_client(*, impersonate: str | None = None):
+def subscriber_client(*, impersonate: str | None = None, endpoint: str | None = None):
     from google.cloud import pubsub_v1
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = _pubsub_options(endpoint)
     _pubsub_credentials(kwargs, impersonate)
     return pubsub_v1.SubscriberClient(**kwargs)
 
@@ -161,17 +176,54 @@ class Identity:
 
 @_needs_credentials
 def describe_identity(impersonate: str | None = None, *, lookup: bool = True) -> Identity:
-    """Who the GCS and Pub/Sub clients run as. `lookup`: ask Google for the email of user credentials
-    that do not record it (one tokeninfo call); without it such a principal reads "user credentials"."""
+    """Who the GCS and Pub/Sub clients run as. `lookup`: ask Google: get a token for the impersonated
+    account now (so a principal that may not impersonate it fails here, in one line, before anything
+    moves), and the email of user credentials that do not record it (one tokeninfo call)."""
     if storage_emulator() or pubsub_emulator():
         return Identity("anonymous", "emulator")
     creds = google_credentials(impersonate)
     quota = getattr(creds, "quota_project_id", None)
     if impersonate:
         source = getattr(creds, "_source_credentials", None)
-        return Identity(impersonate, "impersonated", quota, _principal(source, lookup=False)[0])
+        via = _principal(source, lookup=False)[0]
+        if lookup:
+            _token_for(creds, impersonate, via)
+        return Identity(impersonate, "impersonated", quota, via)
     principal, kind = _principal(creds, lookup)
     return Identity(principal, kind, quota)
+
+
+def impersonation_fix(account: str, via: str = "your ADC principal") -> str:
+    return (
+        f"{via} needs roles/iam.serviceAccountTokenCreator on {account} (terraform: add it to `impersonators`),"
+        " and the account must exist; or remove project.impersonate_service_account"
+    )
+
+
+def _token_for(creds, account: str, via: str) -> None:
+    import google.auth.exceptions
+    import google.auth.transport.requests
+
+    try:
+        creds.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.GoogleAuthError as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CredentialsError(f"cannot run as {account}: {detail}", impersonation_fix(account, via)) from None
+
+
+def credentials_problem(exc: BaseException) -> CredentialsError | None:
+    """A token that could not be had (google-auth RefreshError, or TransportError once retries are spent),
+    as the one-line error an operator can fix; None for anything else."""
+    import google.auth.exceptions
+
+    if not isinstance(exc, (google.auth.exceptions.RefreshError, google.auth.exceptions.TransportError)):
+        return None
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return CredentialsError(
+        f"no token for the configured identity ({detail})",
+        "run `gcloud auth application-default login` again; with project.impersonate_service_account: "
+        + impersonation_fix("that account"),
+    )
 
 
 def _principal(creds, lookup: bool) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.config_check import Checker as _Checker
+from migrate.config_check import endpoints as _check_endpoints
 from migrate.config_check import resolve as _resolve
 from migrate.config_check import section as _section
 from migrate.config_check import sources as _sources
@@ -85,6 +86,12 @@ class PubSubConfig:
     events_per_second: float = 0.0  # 0 = unlimited
     max_in_flight_messages: int = 20_000
     publish_timeout: float = 60.0
+    endpoint: str | None = None  # e.g. "us-east1-pubsub.googleapis.com:443"; None: the global endpoint
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    endpoint: str | None = None  # e.g. "https://storage.us-east1.rep.googleapis.com"; None: the global endpoint
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ class Config:
     targets: TargetsConfig
     prices: PriceTable
     engine: EngineConfig = field(default_factory=EngineConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def digest(self) -> str:
         """A stable digest of the effective settings (not the file's bytes)."""
@@ -163,7 +171,7 @@ def _keys(cls: type) -> dict[str, str]:
 
 
 _TOP = {"project": "", "catalog": "", "listeners": "", "transfer": "", "pubsub": "", "targets": "", "prices": ""}
-_TOP["engine"] = ""
+_TOP["engine"] = _TOP["storage"] = ""
 _PROJECT = _keys(ProjectConfig)
 # A service account's email: ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com, or a Google-managed default account
 # such as PROJECT_NUMBER-compute@developer.gserviceaccount.com.
@@ -335,6 +343,8 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
         c.fail("pubsub.batch_max_bytes", "over Pub/Sub's 10 MB request limit", "use at most 9MB")
     if not 1 <= pubsub.batch_max_messages <= 1000:
         c.fail("pubsub.batch_max_messages", "must be 1..1000", "Pub/Sub takes at most 1000 messages per request")
+    gcs = _section(c, data, "storage", _keys(StorageConfig), StorageConfig)
+    _check_endpoints(c, pubsub.endpoint, gcs.endpoint)
     raw_targets = data.get("targets", {})
     raw_rules = raw_targets.get("lifecycle_rules", []) if isinstance(raw_targets, dict) else []
     if isinstance(raw_targets, dict) and "lifecycle_rules" in raw_targets:
@@ -358,7 +368,7 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
 
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices, engine)
+    return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices, engine, gcs)
 
 
 def _lifecycle_rules(c: _Checker, items: Any) -> tuple[LifecycleRule, ...]:

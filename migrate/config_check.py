@@ -149,3 +149,41 @@ def check_name(c: Checker, where: str, nm: str, names: set[str]) -> None:
 def resolve(base: Path, value: str) -> Path:
     p = Path(os.path.expanduser(value))
     return p if p.is_absolute() else (base / p)
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def endpoints(c: Checker, pubsub: str | None, storage: str | None) -> None:
+    """pubsub.endpoint and storage.endpoint, when set."""
+    endpoint(c, "pubsub.endpoint", pubsub, url=False)
+    endpoint(c, "storage.endpoint", storage, url=True)
+
+
+def endpoint(c: Checker, key: str, value: str | None, *, url: bool) -> None:
+    """A regional endpoint: HOST[:PORT] for Pub/Sub's gRPC API, https://HOST[:PORT] for Cloud Storage's JSON API.
+
+    Regional endpoints: https://cloud.google.com/pubsub/docs/reference/service_apis_overview#pubsub_endpoints
+    (HOST = REGION-pubsub.googleapis.com, port 443) and https://cloud.google.com/storage/docs/regional-endpoints
+    (https://storage.REGION.rep.googleapis.com).
+    """
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return
+    example = "https://storage.us-east1.rep.googleapis.com" if url else "us-east1-pubsub.googleapis.com:443"
+    fix = f'use {"an https URL" if url else "HOST[:PORT] without a scheme"}, e.g. "{example}"'
+    text = value.strip()
+    if url:
+        parts = urlsplit(text)
+        ok = parts.scheme == "https" and not parts.query and not parts.fragment and parts.path in ("", "/")
+        hostport = parts.netloc
+    else:
+        ok = "://" not in text and "/" not in text
+        hostport = text
+    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if ok and port:
+        ok = port.isdigit() and 0 < int(port) < 65536
+    if not (ok and _HOST.match(host or "")) or text != value:
+        c.fail(key, f"{value!r} is not a valid endpoint", fix)

@@ -54,6 +54,12 @@ class TargetError(MigrateError):
     """A GCS bucket or Pub/Sub topic is missing, unreachable or not writable."""
 
 
+class EventsUnverifiable(TargetError):
+    """A topic's verification subscription is missing: events published now could never be verified."""
+
+    exit_code = 2
+
+
 class CredentialsError(TargetError):
     """No usable Google Cloud credentials: a setup mistake, fixed before anything can move."""
 

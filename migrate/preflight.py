@@ -90,16 +90,19 @@ def preflight(
     report: Reporter = null_reporter,
     bucket_admin: BucketAdmin | None = None,
     topic_admin: TopicAdmin | None = None,
+    identity: clients.Identity | None = None,
 ) -> PreflightReport:
     """Check each bucket and topic (exists, every permission the run uses) and each verification subscription.
 
     `bucket_admin` / `topic_admin`: the targets to ask; by default the Google clients of the config's identity.
+    `identity`: who asks; by default clients.describe_identity, which also gets a token for an impersonated
+    account, so one that cannot be impersonated fails here in one line.
     """
     buckets, topics = sorted(set(buckets)), sorted(set(topics))
     emulator = bool(clients.storage_emulator() or clients.pubsub_emulator())
     result = PreflightReport(cfg.project.id, plan_name, emulator)
     impersonate = cfg.project.impersonate_service_account
-    result.identity = clients.describe_identity(impersonate)
+    result.identity = identity or clients.describe_identity(impersonate)
     report(Event("identity", data=result.identity.to_dict()))
     retry_cfg = dataclasses.replace(
         cfg.transfer,
@@ -120,7 +123,9 @@ def preflight(
         if bucket_admin is None:
             from migrate.targets import gcs_admin
 
-            bucket_admin = gcs_admin.connect(cfg.project.id, call, timeout, impersonate=impersonate)
+            bucket_admin = gcs_admin.connect(
+                cfg.project.id, call, timeout, impersonate=impersonate, endpoint=cfg.storage.endpoint
+            )
         for name in buckets:
             report(Event("phase", name=f"preflight bucket {name}"))
             result.findings.append(_check_bucket(bucket_admin, name, ctx))
@@ -128,7 +133,9 @@ def preflight(
         if topic_admin is None:
             from migrate.targets import pubsub_admin
 
-            topic_admin = pubsub_admin.connect(cfg.project.id, call, timeout, impersonate=impersonate)
+            topic_admin = pubsub_admin.connect(
+                cfg.project.id, call, timeout, impersonate=impersonate, endpoint=cfg.pubsub.endpoint
+            )
         try:
             for name in topics:
                 report(Event("phase", name=f"preflight topic {name}"))

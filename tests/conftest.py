@@ -192,3 +192,19 @@ def real_cloud_adc(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-music-prod")
     return adc
+
+
+# --- Pub/Sub wire contract ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def pubsub_wire(monkeypatch: pytest.MonkeyPatch):
+    """Every PublishRequest this test sends in-process, recorded by a gRPC interceptor on the publisher's
+    channel (tests/pubsub_wire.py); at teardown each must obey the real service's documented limits."""
+    from pubsub_wire import PublishRecorder, recording_factory
+
+    recorder = PublishRecorder()
+    monkeypatch.setattr(clients, "publisher_client", recording_factory(clients.publisher_client, recorder))
+    yield recorder
+    bad = recorder.violations()
+    assert not bad, f"{len(bad)} PublishRequest rule violation(s) the emulator accepted: {bad[:5]}"

@@ -129,3 +129,49 @@ def test_error_does_not_dump_config_or_environment(tmp_path, monkeypatch):
 def test_version_flag():
     out = subprocess.run([sys.executable, "-m", "migrate", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("migrate ")
+
+
+# --- endpoints (issue 12 §3) ---------------------------------------------------------------------
+
+
+def test_endpoints_are_validated(write_config) -> None:
+    from migrate.config import load_config as load
+    from migrate.errors import ConfigError
+
+    path = write_config(
+        listeners=[{"name": "plays", "paths": ["/x/*.jsonl"], "topic": "plays-events"}],
+        pubsub={"endpoint": "https://us-east1-pubsub.googleapis.com"},
+        storage={"endpoint": "storage.us-east1.rep.googleapis.com"},
+    )
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    lines = err.value.lines()
+    assert any(line.startswith(f"{path}: pubsub.endpoint: ") and "HOST[:PORT]" in line for line in lines), lines
+    assert any(line.startswith(f"{path}: storage.endpoint: ") and "https URL" in line for line in lines), lines
+
+
+def test_endpoints_reach_the_clients_as_client_options(write_config, real_cloud_adc) -> None:
+    """Regional endpoints (needed for ordered delivery: https://cloud.google.com/pubsub/docs/ordering) are the
+    api_endpoint client option of the clients the product builds."""
+    from migrate import clients
+    from migrate.config import load_config as load
+    from migrate.targets.pubsub import EventPublisher, topic_path
+
+    cfg = load(
+        write_config(
+            listeners=[{"name": "plays", "paths": ["/x/*.jsonl"], "topic": "plays-events"}],
+            pubsub={"endpoint": "us-east1-pubsub.googleapis.com:443"},
+            storage={"endpoint": "https://storage.us-east1.rep.googleapis.com"},
+        )
+    )
+    pub = EventPublisher(
+        topic_path(cfg.project.id, "plays-events"), cfg.pubsub, cfg.transfer, on_done=lambda *a: None, lanes=1
+    )
+    try:
+        assert pub._client.api_endpoint == "us-east1-pubsub.googleapis.com:443"
+    finally:
+        pub.close()
+    assert clients.subscriber_client(endpoint=cfg.pubsub.endpoint).api_endpoint == cfg.pubsub.endpoint
+    gcs = clients.gcs_client(cfg.project.id, endpoint=cfg.storage.endpoint)
+    assert gcs.api_endpoint == "https://storage.us-east1.rep.googleapis.com"
+    assert clients.publisher_client().api_endpoint.startswith("pubsub.googleapis.com")  # unset: the global one

@@ -10,6 +10,7 @@ is a throwaway authorized_user document.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,24 @@ def test_docs_configure_impersonation_that_reaches_adc():
     assert "impersonate_service_account = " in example and "--impersonate-service-account=" in example
     assert 'output "service_account_email"' in (root / "terraform/examples/migration/outputs.tf").read_text()
     assert "`impersonate_service_account`" in (root / "README.md").read_text()
+
+
+def test_an_account_that_cannot_be_impersonated_is_one_line_and_exit_2(real_cloud_adc, write_config, tmp_path: Path):
+    """Getting the token fails (here: the ADC token endpoint refuses connections): preflight and plan say who
+    could not be impersonated and what to grant, in one line, exit 2, never a traceback."""
+    from migrate.local.processes import free_port
+
+    doc = json.loads(real_cloud_adc.read_text())
+    real_cloud_adc.write_text(json.dumps({**doc, "token_uri": f"http://127.0.0.1:{free_port()}/token"}))
+    project = {"id": "acme-music-prod", "impersonate_service_account": SA}
+    path = write_config(project=project, catalog=_catalog(tmp_path))
+    runner = CliRunner()
+    res = runner.invoke(app, ["preflight", "--config", str(path)])
+    assert res.exit_code == 2, res.output
+    assert f"cannot run as {SA}" in res.output and "roles/iam.serviceAccountTokenCreator" in res.output
+    assert "Traceback" not in res.output
+    assert runner.invoke(app, ["inventory", "--config", str(path)]).exit_code == 0
+    res = runner.invoke(app, ["plan", "--name", "w1", "--config", str(path)])
+    assert res.exit_code == 2, res.output
+    assert "roles/iam.serviceAccountTokenCreator" in res.output and "Traceback" not in res.output
+    assert len([line for line in res.output.splitlines() if line.startswith("error:")]) == 1

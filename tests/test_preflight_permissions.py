@@ -97,13 +97,18 @@ def cfg(write_config, tmp_path: Path, real_cloud_adc):
     return make
 
 
+def _me() -> clients.Identity:
+    """The identity of the ADC fixture impersonating SA, read from the credentials (no token requested)."""
+    return clients.describe_identity(SA, lookup=False)
+
+
 ALL_BUCKET = {"storage.objects.create", "storage.objects.get", "storage.objects.list"}
 
 
 def test_every_permission_held_passes_and_names_the_principal(cfg):
     buckets = RecordedBuckets(PROTECTED, ALL_BUCKET)
     topics = RecordedTopics({TOPIC: {"pubsub.topics.publish"}, SUB: {"pubsub.subscriptions.consume"}})
-    report = preflight(cfg(), [BUCKET], [TOPIC], bucket_admin=buckets, topic_admin=topics)
+    report = preflight(cfg(), [BUCKET], [TOPIC], bucket_admin=buckets, topic_admin=topics, identity=_me())
     assert report.ok and not report.warnings, [f.one_line() for f in report.findings]
     assert buckets.asked == [sorted(ALL_BUCKET)]  # no delete: versioned bucket, resumable path, skip policy
     assert buckets.created == []  # no probe on the real-cloud path of a resumable bucket
@@ -115,7 +120,7 @@ def test_every_permission_held_passes_and_names_the_principal(cfg):
 
 def test_a_missing_bucket_permission_is_one_line_naming_permission_bucket_principal_and_role(cfg):
     buckets = RecordedBuckets(PROTECTED, {"storage.objects.create", "storage.objects.get"})
-    report = preflight(cfg(), [BUCKET], [], bucket_admin=buckets)
+    report = preflight(cfg(), [BUCKET], [], bucket_admin=buckets, identity=_me())
     [err] = report.errors
     assert err.missing_permissions == ("storage.objects.list",)
     line = err.one_line()
@@ -128,7 +133,7 @@ def test_a_missing_bucket_permission_is_one_line_naming_permission_bucket_princi
 
 def test_overwrite_policy_also_needs_delete(cfg):
     buckets = RecordedBuckets(PROTECTED, ALL_BUCKET)
-    report = preflight(cfg(conflict_policy="overwrite"), [BUCKET], [], bucket_admin=buckets)
+    report = preflight(cfg(conflict_policy="overwrite"), [BUCKET], [], bucket_admin=buckets, identity=_me())
     assert "storage.objects.delete" in buckets.asked[0]
     [err] = report.errors
     assert err.missing_permissions == ("storage.objects.delete",) and "roles/storage.objectUser" in err.fix
@@ -136,20 +141,20 @@ def test_overwrite_policy_also_needs_delete(cfg):
 
 def test_composite_bucket_proves_delete_under_the_scratch_prefix(cfg):
     ok = RecordedBuckets(BARE, ALL_BUCKET)
-    report = preflight(cfg(), [BUCKET], [], bucket_admin=ok)
+    report = preflight(cfg(), [BUCKET], [], bucket_admin=ok, identity=_me())
     [finding] = report.findings
     assert report.ok and finding.method == "iam+probe" and finding.upload_path.startswith(COMPOSITE)
     assert ok.created and ok.created == ok.deleted and ok.created[0].startswith(PROBE_PREFIX)
 
     denied = RecordedBuckets(BARE, ALL_BUCKET, delete_denied=True)
-    [err] = preflight(cfg(), [BUCKET], [], bucket_admin=denied).errors
+    [err] = preflight(cfg(), [BUCKET], [], bucket_admin=denied, identity=_me()).errors
     assert err.missing_permissions == ("storage.objects.delete",)
     assert ".migrate-parts/" in err.message and SA in err.message and "roles/storage.objectUser" in err.fix
 
 
 def test_topic_publish_and_subscription_pull_are_checked(cfg):
     topics = RecordedTopics({TOPIC: set(), SUB: set()})
-    report = preflight(cfg(), [], [TOPIC], topic_admin=topics)
+    report = preflight(cfg(), [], [TOPIC], topic_admin=topics, identity=_me())
     by_kind = {f.kind: f for f in report.findings}
     assert by_kind["topic"].level == "error" and by_kind["topic"].missing_permissions == ("pubsub.topics.publish",)
     assert "roles/pubsub.publisher" in by_kind["topic"].fix and SA in by_kind["topic"].message

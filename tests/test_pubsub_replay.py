@@ -451,24 +451,61 @@ def test_publisher_applies_events_per_second(emulators, topic) -> None:
     assert len(drain(verification_path(topic), expect=250)) == 250
 
 
-@pytest.mark.parametrize(
-    ("data", "attributes", "key"),
-    [
-        (b'{"a": 1}', {"event_id": "e1", "source": "/x.log:1"}, None),
-        (b"", {}, "k"),
-        (b"x" * 20000, {"event_id": "é" * 300, "plan_id": "p" * 127, "listener": "l" * 128}, "ключ" * 50),
-    ],
-)
-def test_wire_encoding_matches_the_generated_protobuf(data, attributes, key) -> None:
-    from google.pubsub_v1.types import pubsub as pst
+# --- wire contract -------------------------------------------------------------------------------
 
-    from migrate.targets.pubsub import encode_attributes, encode_message, encode_request_head
 
-    first = dict(list(attributes.items())[:1])
-    rest = dict(list(attributes.items())[1:])
-    wire = encode_request_head("projects/p/topics/t") + encode_message(data, first, key, encode_attributes(rest))
-    ref = pst.PublishRequest.pb()(
-        topic="projects/p/topics/t",
-        messages=[pst.PubsubMessage.pb()(data=data, attributes=attributes, ordering_key=key or "")],
+def test_each_publish_request_carries_one_ordering_key_and_many_keys_are_in_flight(emulators, pubsub_wire) -> None:
+    # Real Pub/Sub rejects a PublishRequest whose messages carry different ordering keys
+    # (https://cloud.google.com/pubsub/docs/reference/rest/v1/PubsubMessage); the emulator does not.
+    topic_id = unique_name("topic")
+    _make_topic(topic_id)
+    pubsub_wire.delay = 0.05  # a slow network: requests of different keys must overlap, not queue
+    results: list = []
+    pub = EventPublisher(
+        topic_path(PROJECT, topic_id),
+        PubSubConfig(),
+        TransferConfig(),
+        on_done=lambda tokens, ids, exc: results.append((tokens, exc)),
+        lanes=4,
     )
-    assert pst.PublishRequest.pb().FromString(wire) == ref
+    keys = [f"user-{k}" for k in range(8)]
+    for i in range(800):
+        key = keys[i % 8] if i % 10 else None  # every tenth message has no key
+        pub.publish(f"{i}".encode(), {"event_id": str(i)}, i, key)
+    pub.close()
+    assert all(exc is None for _, exc in results)
+    assert sorted(t for toks, _ in results for t in toks) == list(range(800))
+    reqs = pubsub_wire.requests
+    assert reqs and all(len(r.keys) == 1 for r in reqs), [sorted(r.keys) for r in reqs if len(r.keys) > 1]
+    assert {k for r in reqs for k in r.keys} == {*keys, ""}
+    assert sum(r.messages for r in reqs) == 800
+    assert len(reqs) <= 9 * 2  # batched per key, not one request per message
+    assert pubsub_wire.max_keys_in_flight >= 2
+
+
+def test_a_key_is_paced_to_one_megabyte_per_second(emulators, pubsub_wire) -> None:
+    # "If messages have ordering keys, the maximum publisher throughput is 1 MB/s per ordering key":
+    # https://cloud.google.com/pubsub/quotas
+    topic_id = unique_name("topic")
+    _make_topic(topic_id)
+    clock = FakeClock()
+    results: list = []
+    pub = EventPublisher(
+        topic_path(PROJECT, topic_id),
+        PubSubConfig(),
+        TransferConfig(),
+        on_done=lambda tokens, ids, exc: results.append(exc),
+        lanes=1,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    for i in range(40):  # 4 MB under one key, plus 1 MB without a key (not paced)
+        pub.publish(b"x" * 100_000, {"event_id": str(i)}, i, "hot-key")
+    for i in range(10):
+        pub.publish(b"y" * 100_000, {"event_id": f"n{i}"}, i)
+    pub.close()
+    assert results and all(exc is None for exc in results)
+    keyed = [r for r in pubsub_wire.requests if r.keys == {"hot-key"}]
+    assert len(keyed) >= 4 and all(r.size <= 1_000_000 + 200 for r in keyed)
+    # the key's 4 MB took at least 3 seconds of the (fake) clock: each request waits for its predecessor's second
+    assert clock.t - 1000.0 >= 3.0 and pub.stats.paced_seconds >= 3.0

@@ -391,3 +391,18 @@ def test_committed_sample_tfvars_fit_the_example_root(sample: Path) -> None:
     problems = [p for k, v in doc.items() for p in type_problems(v, parse_type(declared[k]["type"]), f"var.{k}")]
     assert not problems, "\n".join(problems)
     assert sample.read_text() == tfvars_json(doc), "sample is not in canonical form (tfvars_json)"
+
+
+def test_verification_subscription_retention_follows_its_topic_up_to_31_days() -> None:
+    # Topic and subscription retention may both be up to 31 days:
+    # https://cloud.google.com/pubsub/docs/subscription-properties#message_retention_duration
+    local = {}
+    for block in _load_dir(MODULE).get("locals", []):
+        local.update({_unq(k): v for k, v in block.items()})
+    assert local["max_subscription_retention_days"] == 31
+    sub = _resources(MODULE)[("google_pubsub_subscription", "verification")]
+    retention = sub["message_retention_duration"]
+    assert "min(each.value.message_retention_days, local.max_subscription_retention_days)" in retention
+    topics = _variables(MODULE)["topics"]
+    (rule,) = [v for v in topics["validation"] if "message_retention_days" in v["condition"]]
+    assert "<= 31" in rule["condition"]

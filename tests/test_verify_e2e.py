@@ -11,7 +11,7 @@ from migrate.ledger import connect
 from migrate.local.provision import provision
 from migrate.verification.verify import DrainSettings, verify_plan
 
-FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=300)
+FAST_DRAIN = DrainSettings(pull_timeout=1.0, quiet_seconds=2.0, max_seconds=300)
 
 
 def test_real_run_verifies_clean_then_names_what_breaks(estate, emulators, gcs_client):

@@ -13,7 +13,9 @@ from migrate import clients, names
 from migrate.cli import app
 from migrate.ledger import connect
 from migrate.sources.eventlog import iter_records
-from migrate.verification import events
+from migrate.targets.subscription import Pulled
+from migrate.verification import drain as draining
+from migrate.verification.model import Drain
 
 
 def _events_world(tmp_path, write_config, gcs_client, topic, **kw):
@@ -39,7 +41,7 @@ def test_clean_events_match_and_a_rerun_reports_the_same(tmp_path, write_config,
     assert e.digest_match and e.expected_digest == e.inventory_digest and not e.source_drift
     assert (e.missing, e.duplicates, e.unexpected, e.received_before) == (0, 0, 0, 0)
     (d,) = rep.drains
-    assert (d.received, d.new, d.acked, d.this_plan, d.stopped) == (12, 12, 12, 12, "empty")
+    assert (d.received, d.new, d.acked, d.this_plan, d.stopped) == (12, 12, 12, 12, "complete")
 
     again = w.verify()  # the subscription is empty now: the ledger remembers what verify drained
     (e2,) = again.events
@@ -170,8 +172,9 @@ def test_redelivered_message_is_counted_once(tmp_path, write_config, gcs_client,
     msgs = _pull(w, 5, ack=False)
     assert len(msgs) == 5
     conn = connect(w.cfg.project.state_dir)
-    first = events.Drain(topic=topic, subscription=_sub_path(w))
-    events._persist(conn, topic, w.plan.plan_id, msgs, first)
+    first = Drain(topic=topic, subscription=_sub_path(w))
+    pulled = [Pulled(m.message.message_id, dict(m.message.attributes), m.ack_id) for m in msgs]
+    draining._persist(conn, topic, w.plan.plan_id, pulled, first)
     conn.close()
     assert (first.new, first.this_plan) == (5, 5)
     sub = clients.subscriber_client()
@@ -203,7 +206,7 @@ def test_failed_event_file_and_missing_subscription(tmp_path, write_config, gcs_
     finally:
         sub.close()
     result = CliRunner().invoke(
-        app, ["verify", str(w.plan.path), "--config", str(w.cfg.path), "--pull-timeout", "1", "--empty-pulls", "1"]
+        app, ["verify", str(w.plan.path), "--config", str(w.cfg.path), "--pull-timeout", "1", "--quiet-period", "1"]
     )
     assert result.exit_code == 1
     assert "verification subscription" in result.stderr and "not found" in result.stderr
@@ -213,7 +216,7 @@ def test_failed_event_file_and_missing_subscription(tmp_path, write_config, gcs_
 def test_cli_json_with_objects_and_events(tmp_path, write_config, gcs_client, bucket, topic):
     w = build_world(tmp_path, write_config, gcs_client, bucket=bucket, topic=topic, n_objects=2, n_events=4)
     _pull(w, 1)
-    args = ["verify", "wave1", "--config", str(w.cfg.path), "--json", "--pull-timeout", "1", "--empty-pulls", "2"]
+    args = ["verify", "wave1", "--config", str(w.cfg.path), "--json", "--pull-timeout", "1", "--quiet-period", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
@@ -221,3 +224,68 @@ def test_cli_json_with_objects_and_events(tmp_path, write_config, gcs_client, bu
     (ev,) = doc["events"]
     assert (ev["missing"], ev["received_events"], ev["ok"]) == (1, 3, False)
     assert doc["problem_counts"]["+"] == 1
+
+
+# --- when draining stops (issue 12 §5) ------------------------------------------------------------
+
+
+class EmptyAtFirst:
+    """Harness fault: real Pub/Sub may answer empty pulls while a backlog remains
+    (https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions/pull); the emulator
+    does not, so the first `empties` pulls of this reader come back empty before reaching it."""
+
+    def __init__(self, reader, empties: int) -> None:
+        self.reader, self.path, self.empties, self.pulls = reader, reader.path, empties, 0
+
+    def pull(self, max_messages: int, timeout: float) -> list:
+        self.pulls += 1
+        if self.pulls <= self.empties:
+            return []
+        return self.reader.pull(max_messages, timeout)
+
+    def acknowledge(self, ack_ids) -> int:
+        return self.reader.acknowledge(ack_ids)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _readers(w, empties: int):
+    from migrate.targets.subscription import PubSubSubscription
+
+    made: list[EmptyAtFirst] = []
+
+    def factory(topic: str):
+        real = PubSubSubscription(w.cfg.project.id, names.verification_subscription(topic), w.cfg.transfer)
+        made.append(EmptyAtFirst(real, empties))
+        return made[-1]
+
+    return factory, made
+
+
+def test_empty_pulls_do_not_end_the_drain_while_expected_events_are_unseen(tmp_path, write_config, gcs_client, topic):
+    w = _events_world(tmp_path, write_config, gcs_client, topic)
+    factory, made = _readers(w, empties=12)  # more empty pulls than any fixed count of "empties" would allow
+    rep = w.verify(reader_factory=factory)
+    (d,) = rep.drains
+    (e,) = rep.events
+    assert rep.ok, rep.to_dict()
+    assert made[0].pulls > 12 and d.pulls > 12
+    assert (d.stopped, d.received, d.expected_left, e.received_events, e.missing) == ("complete", 12, 0, 12, 0)
+    assert any("stopped: every expected event was seen" in n for n in rep.notes), rep.notes
+    assert d.streams == 4  # parallel pull streams by default
+
+
+def test_a_missing_event_ends_the_drain_after_the_stated_quiet_period(tmp_path, write_config, gcs_client, topic):
+    w = _events_world(tmp_path, write_config, gcs_client, topic)
+    (stolen,) = _pull(w, 1)
+    rep = w.verify()  # FAST_DRAIN: a quiet period of 2 s
+    (d,) = rep.drains
+    assert not rep.ok and rep.events[0].missing == 1
+    assert (d.stopped, d.expected_left, d.received, d.quiet_seconds) == ("quiet", 1, 11, 2.0)
+    assert d.seconds >= 2.0
+    note = next(n for n in rep.notes if "stopped:" in n)
+    assert "nothing arrived for 2 s and nothing was in flight, with 1 expected event(s) not seen" in note
+    assert rep.to_dict()["drains"][0]["why_stopped"].startswith("nothing arrived for 2 s")
+    md = (w.plan.path.parent / f"{w.plan.name}.verify.md").read_text()
+    assert "nothing arrived for 2 s" in md

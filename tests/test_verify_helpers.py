@@ -19,11 +19,11 @@ from migrate.ledger import connect
 from migrate.ledger.items import register_items
 from migrate.plan import EventItem, Item, ObjectItem, Plan, canonical, write_plan
 from migrate.sources.eventlog import iter_records, scan_file, source_attribute
-from migrate.verification.events import DrainSettings
+from migrate.verification.drain import DrainSettings
 from migrate.verification.verify import VerifyReport, verify_plan
 
-# The emulator answers an empty pull right away for short deadlines; two empties in a row end the drain.
-FAST_DRAIN = DrainSettings(pull_timeout=1.0, empty_pulls=2, max_seconds=120)
+# Draining stops once every expected event is seen, else after 2 s with nothing arriving and nothing in flight.
+FAST_DRAIN = DrainSettings(pull_timeout=1.0, quiet_seconds=2.0, max_seconds=120)
 PREFIX = "audio/"
 
 

@@ -31,6 +31,13 @@ DriftOpt = Annotated[
     bool, typer.Option("--allow-drift", help="Run even though the inventory changed since the plan was made.")
 ]
 OnlyOpt = Annotated[str, typer.Option("--only", help="What to run: all, objects or events.")]
+NoVerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-event-verification",
+        help="Publish even to a topic whose verification subscription is missing (its events cannot be verified).",
+    ),
+]
 EXIT_INTERRUPTED = 130
 
 
@@ -43,6 +50,7 @@ def register(app: typer.Typer) -> None:
         bwlimit: BwlimitOpt = None,
         allow_drift: DriftOpt = False,
         only: OnlyOpt = "all",
+        no_event_verification: NoVerifyOpt = False,
         engine: EngineOpt = "local",
         engine_workers: EngineWorkersOpt = None,
         scheduler: SchedulerOpt = None,
@@ -71,6 +79,7 @@ def register(app: typer.Typer) -> None:
             bwlimit=rate,
             allow_drift=allow_drift,
             kinds=only,
+            event_verification=not no_event_verification,
             engine=engine,
             engine_workers=engine_workers,
             scheduler=scheduler,

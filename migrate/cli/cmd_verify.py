@@ -25,9 +25,16 @@ PullTimeoutOpt = Annotated[
     float,
     typer.Option("--pull-timeout", min=0.1, help="Seconds a pull may wait for messages before it counts as empty."),
 ]
-EmptyPullsOpt = Annotated[
-    int, typer.Option("--empty-pulls", min=1, help="Stop draining after this many empty pulls in a row.")
+QuietPeriodOpt = Annotated[
+    float,
+    typer.Option(
+        "--quiet-period",
+        min=0.0,
+        help="Stop draining once nothing arrived for this many seconds and nothing is in flight"
+        " (draining stops earlier when every expected event has been seen).",
+    ),
 ]
+StreamsOpt = Annotated[int, typer.Option("--streams", min=1, max=64, help="Parallel pull streams per subscription.")]
 MatchesOpt = Annotated[
     bool, typer.Option("--matches", help="Also write '= path' lines for matches to the .verify.txt listing.")
 ]
@@ -43,8 +50,9 @@ def register(app: typer.Typer) -> None:
         strict: StrictOpt = False,
         seed: SeedOpt = 0,
         matches: MatchesOpt = False,
-        pull_timeout: PullTimeoutOpt = 2.0,
-        empty_pulls: EmptyPullsOpt = 3,
+        pull_timeout: PullTimeoutOpt = 10.0,
+        quiet_period: QuietPeriodOpt = 30.0,
+        streams: StreamsOpt = 4,
         config: ConfigOpt = None,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
@@ -67,7 +75,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 report=spinner,
                 include_matches=matches,
-                drain=DrainSettings(pull_timeout=pull_timeout, empty_pulls=empty_pulls),
+                drain=DrainSettings(pull_timeout=pull_timeout, quiet_seconds=quiet_period, streams=streams),
             )
         if as_json:
             print_json(rep.to_dict())

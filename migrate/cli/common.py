@@ -42,6 +42,14 @@ def errors_to_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             render.error("interrupted; the ledger is consistent and the command can be run again to resume")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            from migrate.clients import credentials_problem
+
+            problem = credentials_problem(exc)
+            if problem is None:
+                raise
+            render.error(problem.one_line())
+            raise typer.Exit(problem.exit_code) from None
 
     return wrapper
 

@@ -27,7 +27,7 @@ from migrate.engine.leases import held
 from migrate.errors import SourceError
 from migrate.retry import describe
 from migrate.sources.eventlog import iter_records, source_attribute
-from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
+from migrate.targets.pubsub import EventPublisher, topic_path
 from migrate.transfer.replay_state import COMMIT_EVERY, COMMIT_INTERVAL, FileState, Window, changed_since_plan
 
 FENCE_EVERY = 1000  # records between fence checks
@@ -131,7 +131,7 @@ class _Task:
 
     def read(self, st: FileState, pub: EventPublisher, listener) -> None:
         pid, lname = self.plan_id, listener.name
-        fixed = encode_attributes({"plan_id": pid, "listener": lname})
+        fixed = {"plan_id": pid, "listener": lname}
         short_source = len(self.path.encode("utf-8", "surrogateescape")) < 1000
         reader = iter_records(self.path, listener, st.watermark, st.line)
         planned_size = self.item["size"]

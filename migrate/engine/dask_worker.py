@@ -78,7 +78,9 @@ class MigratePlugin(WorkerPlugin):
 
                 threads = max(1, self.worker.state.nthreads)
                 impersonate = self.cfg.project.impersonate_service_account
-                client = gcs_client(self.cfg.project.id, pool_size=4, impersonate=impersonate)
+                client = gcs_client(
+                    self.cfg.project.id, pool_size=4, impersonate=impersonate, endpoint=self.cfg.storage.endpoint
+                )
                 self._gcs = Gcs(client, timeout=self.cfg.transfer.timeout, pool_size=threads + 4)
             return self._gcs
 
@@ -87,7 +89,9 @@ class MigratePlugin(WorkerPlugin):
             if self._publisher is None:
                 from migrate.clients import publisher_client
 
-                self._publisher = publisher_client(impersonate=self.cfg.project.impersonate_service_account)
+                self._publisher = publisher_client(
+                    impersonate=self.cfg.project.impersonate_service_account, endpoint=self.cfg.pubsub.endpoint
+                )
             return self._publisher
 
 

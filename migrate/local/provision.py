@@ -27,6 +27,10 @@ DEAD_LETTER_HOLD_SUFFIX = "-hold"
 ACK_DEADLINE_SECONDS = 60  # terraform/modules/migration: var.ack_deadline_seconds default
 MAX_DELIVERY_ATTEMPTS = 10  # terraform/modules/migration: var.max_delivery_attempts default
 SECONDS_PER_DAY = 86_400
+# Google Cloud keeps a subscription's messages up to 31 days
+# (https://cloud.google.com/pubsub/docs/subscription-properties#message_retention_duration, and terraform/ uses
+# that), but the Pub/Sub emulator still refuses more than 7 ("message_retention_duration out of bounds").
+# provision() only ever talks to the emulator.
 MAX_SUBSCRIPTION_RETENTION_DAYS = 7
 CALL_TIMEOUT = 30.0
 _RETRY = TransferConfig(retry_max_attempts=5, retry_initial_delay=0.2, retry_max_delay=2.0, retry_deadline=30.0)

@@ -93,7 +93,9 @@ def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
     if gcs_client is None and cfg.catalog:
         from migrate.clients import gcs_client as make_client
 
-        gcs_client = make_client(cfg.project.id, impersonate=cfg.project.impersonate_service_account)
+        gcs_client = make_client(
+            cfg.project.id, impersonate=cfg.project.impersonate_service_account, endpoint=cfg.storage.endpoint
+        )
     listings = listing.load_destination(
         conn, gcs_client, [(s.bucket, s.prefix) for s in cfg.catalog], transfer=cfg.transfer, report=report
     )

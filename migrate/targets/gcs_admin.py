@@ -117,7 +117,9 @@ class GcsAdmin:
         return bucket
 
 
-def connect(project: str, call: Call, timeout: float, *, impersonate: str | None = None) -> GcsAdmin:
+def connect(
+    project: str, call: Call, timeout: float, *, impersonate: str | None = None, endpoint: str | None = None
+) -> GcsAdmin:
     from migrate.clients import gcs_client
 
-    return GcsAdmin(gcs_client(project, pool_size=4, impersonate=impersonate), call, timeout)
+    return GcsAdmin(gcs_client(project, pool_size=4, impersonate=impersonate, endpoint=endpoint), call, timeout)

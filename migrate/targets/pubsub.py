@@ -1,29 +1,36 @@
 """Publish events to a Pub/Sub topic: batched, bounded, retried, ordered, rate limited.
 
 Design (chosen by measurement, see README "Event replay speed"): instead of the high-level
-`PublisherClient.publish()` (one future, one lock round and one proto-plus message per event),
-each message is encoded once into protobuf wire bytes (`encode_message`, checked against the
-generated classes in the tests) and sent in ready-made PublishRequests of up to
-`batch_max_messages` messages and `batch_max_bytes` bytes over the client's own gRPC channel
-(`/google.pubsub.v1.Publisher/Publish`), from a few sender threads ("lanes").
+`PublisherClient.publish()` (one future, one lock round and one proto-plus message per event), each
+message is added straight into the generated protobuf `PublishRequest` of its batch, and ready-made
+requests of up to `batch_max_messages` messages and `batch_max_bytes` bytes are sent over the client's
+own gRPC channel (`/google.pubsub.v1.Publisher/Publish`) from sender threads ("lanes"): a few for messages
+without a key, more for keyed ones, whose requests are smaller.
 
+- One ordering key per request. Real Pub/Sub rejects a PublishRequest whose messages carry different
+  ordering keys ("All PubsubMessages published in a given PublishRequest must specify the same
+  ordering_key value": https://cloud.google.com/pubsub/docs/reference/rest/v1/PubsubMessage); the
+  emulator accepts it. So there is one open batch per key (and one for messages without a key). When
+  more than `max_held` messages wait in open batches, the oldest batches are sent, so many keys are in
+  flight at once without holding memory or messages back.
+- Per-key order: every batch of a key goes to the lane chosen by a stable hash of the key, and a lane
+  sends one request at a time, so a key's messages are published in the order `publish()` saw them
+  (https://cloud.google.com/pubsub/docs/ordering). As with the client library's `resume_publish`: once
+  a request of a key fails for good, that key is paused; its queued and future messages fail at once
+  with `OrderingKeyPaused` (never sent out of order) until `resume_publish(key)`.
+- Per-key throughput: Pub/Sub takes at most 1 MB/s per ordering key
+  (https://cloud.google.com/pubsub/quotas, "Publisher throughput"). A keyed request holds at most
+  1 MB, and a lane does not start a key's next request before the key's previous bytes fit that rate.
 - Bounded memory: a full batch waits before it is handed to a lane while more than
-  `max_in_flight_messages` messages (or `max_in_flight_bytes`) await acknowledgement; besides
-  those, at most one open batch per lane (plus one without ordering keys) is being filled.
-- Retries: each request is retried with `migrate.retry` (shared classifier, backoff, budget);
-  every retry is counted, and so are the messages of retried requests, because a request that
-  timed out may have been stored anyway (a possible duplicate, same event_id).
-- Ordering keys: every message with a key goes to the lane chosen by a stable hash of the key,
-  and a lane sends one request at a time, so messages with the same key are published in the
-  order `publish()` saw them. As with the client library's `resume_publish`: once a request
-  carrying a key fails for good, that key is paused; its queued and future messages fail at
-  once with `OrderingKeyPaused` (never sent out of order) until `resume_publish(key)`.
-- Rate limit: `events_per_second` > 0 puts a token bucket in front of `publish()`; the bucket
-  takes an injectable clock and sleep, so it is tested without waiting.
+  `max_in_flight_messages` messages (or `max_in_flight_bytes`) await acknowledgement.
+- Retries: each request is retried with `migrate.retry` (shared classifier, backoff, budget); every
+  retry is counted, and so are the messages of retried requests, because a request that timed out may
+  have been stored anyway (a possible duplicate, same event_id).
+- Rate limit: `events_per_second` > 0 puts a token bucket in front of `publish()`; the bucket takes an
+  injectable clock and sleep, so it is tested without waiting (the per-key pacing uses them too).
 
-Completion is reported through `on_done(tokens, message_ids, error)`, called from a lane thread
-once per request (or per group of failed messages); tokens are whatever the caller passed with
-each message, in order.
+Completion is reported through `on_done(tokens, message_ids, error)`, called from a lane thread once per
+request (or per failed batch); tokens are whatever the caller passed with each message, in order.
 """
 
 from __future__ import annotations
@@ -43,85 +50,33 @@ from migrate.config import PubSubConfig, TransferConfig
 from migrate.ratelimit import TokenBucket
 from migrate.retry import retrying
 
-DEFAULT_LANES = 6
+DEFAULT_LANES = 6  # lanes for messages without a key: a few large requests keep the emulator and the GIL busy
+# Lanes for keyed messages: with many distinct keys requests are small (one key each), so throughput is the
+# number of requests in flight (measured on the emulator with a distinct key per event: see the commit).
+DEFAULT_KEY_LANES = 32
 DEFAULT_MAX_IN_FLIGHT_BYTES = 128 * 1024 * 1024
+PUBLISH_METHOD = "/google.pubsub.v1.Publisher/Publish"
+# Publisher throughput per ordering key: https://cloud.google.com/pubsub/quotas ("If messages have
+# ordering keys, the maximum publisher throughput is 1 MB/s per ordering key").
+KEY_BYTES_PER_SECOND = 1000 * 1000
+KEY_MAX_REQUEST_BYTES = 1000 * 1000
+PACE_FORGET = 4096  # prune the per-key pacing table of a lane beyond this many keys
 
 OnDone = Callable[[list[Any], list[str] | None, BaseException | None], None]
 
 
-# --- protobuf wire encoding ------------------------------------------------------------------------
-# PublishRequest{1: topic, 2: repeated PubsubMessage}; PubsubMessage{1: data, 2: map<string,string>
-# attributes (entries {1: key, 2: value}), 5: ordering_key}. Length-delimited fields: tag, varint, bytes.
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
+def _varint_len(n: int) -> int:
+    size = 1
     while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
         n >>= 7
-    out.append(n)
-    return bytes(out)
+        size += 1
+    return size
 
 
-_SMALL = [_varint(i) for i in range(1 << 14)]
-
-
-def _vi(n: int) -> bytes:
-    return _SMALL[n] if n < 16384 else _varint(n)
-
-
-_KEYS: dict[str, bytes] = {}
-
-
-def encode_attributes(attributes: dict[str, str]) -> bytes:
-    """Attribute map entries as wire bytes; pass constant ones to publish(fixed_attributes=...) once."""
-    small = _SMALL
-    parts: list[bytes] = []
-    for k, v in attributes.items():
-        kb = _KEYS.get(k)
-        if kb is None:
-            raw = k.encode("utf-8")
-            kb = _KEYS[k] = b"\x0a" + _vi(len(raw)) + raw
-        vb = v.encode("utf-8")
-        n = len(vb)
-        vlen = small[n] if n < 16384 else _varint(n)
-        m = len(kb) + 1 + len(vlen) + n
-        parts += (b"\x12", small[m] if m < 16384 else _varint(m), kb, b"\x12", vlen, vb)
-    return b"".join(parts)
-
-
-def encode_message(
-    data: bytes, attributes: dict[str, str], ordering_key: str | None = None, fixed_attributes: bytes = b""
-) -> bytes:
-    """One PubsubMessage as it appears inside a PublishRequest (field 2, length-prefixed)."""
-    n = len(data)
-    body = b"".join(
-        (
-            b"\x0a",
-            _SMALL[n] if n < 16384 else _varint(n),
-            data,
-            encode_attributes(attributes),
-            fixed_attributes,
-            b"\x2a" + _vi(len(kb := ordering_key.encode("utf-8"))) + kb if ordering_key else b"",
-        )
-    )
-    n = len(body)
-    return b"\x12" + (_SMALL[n] if n < 16384 else _varint(n)) + body
-
-
-def encode_request_head(topic: str) -> bytes:
-    raw = topic.encode("utf-8")
-    return b"\x0a" + _vi(len(raw)) + raw
-
-
-def _identity(b: bytes) -> bytes:
-    return b
-
-
-def _response_type():
+def _request_types():
     from google.pubsub_v1.types import pubsub as pst
 
-    return pst.PublishResponse.pb()
+    return pst.PublishRequest.pb(), pst.PublishResponse.pb()
 
 
 class OrderingKeyPaused(Exception):
@@ -136,18 +91,12 @@ class PublisherClosed(RuntimeError):
     pass
 
 
-# --- rate limit ------------------------------------------------------------------------------------
-
-
-# --- batches ---------------------------------------------------------------------------------------
-
-
 @dataclass(slots=True)
 class _Batch:
-    messages: list = field(default_factory=list)  # encoded messages (wire bytes)
+    key: str  # the one ordering key of every message in the request ("" for none)
+    request: Any  # the generated PublishRequest being filled
     tokens: list = field(default_factory=list)
-    keys: list = field(default_factory=list)  # ordering key per message (None for none)
-    nbytes: int = 0  # encoded size
+    nbytes: int = 0  # encoded size of the messages
     data_bytes: int = 0  # payload size
 
 
@@ -160,10 +109,11 @@ class PublisherStats:
     retried_messages: int = 0  # messages in requests that were re-sent: possible duplicates
     failed_messages: int = 0
     max_in_flight: int = 0
+    paced_seconds: float = 0.0  # lanes waited this long to keep keys within 1 MB/s
 
 
 class EventPublisher:
-    """Batched, flow-controlled publishing to one topic. Thread-safe `publish()` from one producer."""
+    """Batched, flow-controlled publishing to one topic. `publish()` from one producer thread."""
 
     def __init__(
         self,
@@ -175,6 +125,7 @@ class EventPublisher:
         on_retry: Callable[[BaseException, int, list[Any]], None] | None = None,
         client: Any = None,
         lanes: int = DEFAULT_LANES,
+        key_lanes: int = DEFAULT_KEY_LANES,
         max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -188,15 +139,16 @@ class EventPublisher:
         self.on_done = on_done
         self.on_retry = on_retry
         self._retry_sleep = retry_sleep
+        self._clock = clock
+        self._sleep = sleep
         self.stats = PublisherStats()
         self.errors: list[BaseException] = []
-        self._client = client or publisher_client()
-        self._head = encode_request_head(topic_path)
-        channel = self._client.transport.grpc_channel
-        self._stub = channel.unary_unary(
-            "/google.pubsub.v1.Publisher/Publish",
-            request_serializer=_identity,
-            response_deserializer=_response_type().FromString,
+        self._client = client or publisher_client(endpoint=cfg.endpoint)
+        self._request_type, response_type = _request_types()
+        self._stub = self._client.transport.grpc_channel.unary_unary(
+            PUBLISH_METHOD,
+            request_serializer=self._request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
         )
         self.max_messages = cfg.batch_max_messages
         self.max_bytes = cfg.batch_max_bytes
@@ -210,19 +162,22 @@ class EventPublisher:
             self.max_messages = max(1, min(self.max_messages, int(cfg.events_per_second // 10) or 1))
         self.max_in_flight = max(self.max_messages, cfg.max_in_flight_messages)
         self.max_in_flight_bytes = max(self.max_bytes * 2, max_in_flight_bytes)
+        # Messages waiting in open batches (one per key) before the oldest batches are sent anyway.
+        self.max_held = max(self.max_messages, self.max_in_flight // 2)
         self._cond = threading.Condition()
         self._in_flight = 0
         self._in_flight_bytes = 0
         self._paused: set[str] = set()
         self._closed = False
-        self._lanes = max(1, lanes)
-        self._queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(self._lanes)]
-        self._open: list[_Batch] = [_Batch() for _ in range(self._lanes)]  # keyed messages, per lane
-        self._unkeyed = _Batch()
+        self._lanes = max(1, lanes)  # messages without a key go round robin over the first `lanes`
+        self._key_lanes = max(self._lanes, key_lanes)  # a key's batches all go to one of these, by hash
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(self._key_lanes)]
+        self._open: dict[str, _Batch] = {}  # ordering key ("" for none) -> batch being filled, oldest first
+        self._held = 0
         self._rr = 0
         self._threads = [
             threading.Thread(target=self._lane, args=(i,), name=f"pubsub-lane-{i}", daemon=True)
-            for i in range(self._lanes)
+            for i in range(self._key_lanes)
         ]
         for t in self._threads:
             t.start()
@@ -235,40 +190,52 @@ class EventPublisher:
         attributes: dict[str, str],
         token: Any,
         ordering_key: str | None = None,
-        fixed_attributes: bytes = b"",
+        fixed_attributes: dict[str, str] | None = None,
     ) -> None:
         """Queue one message; blocks for flow control and the rate limit. Completion goes to on_done.
 
-        fixed_attributes: more attributes, pre-encoded with encode_attributes() (constant ones).
+        fixed_attributes: more attributes, the same for every message of the caller (plan id, listener).
         """
         if self._closed:
             raise PublisherClosed("publisher is closed")
         if self.bucket is not None:
             self.bucket.consume(1)
-        msg = encode_message(data, attributes, ordering_key, fixed_attributes)
-        size = len(msg)
-        if ordering_key:
-            lane = zlib.crc32(ordering_key.encode("utf-8")) % self._lanes
-            batch = self._open[lane]
-        else:
-            lane = -1
-            batch = self._unkeyed
-        if batch.messages and (len(batch.messages) >= self.max_messages or batch.nbytes + size > self.max_bytes):
-            self._dispatch(lane)
-            batch = self._open[lane] if lane >= 0 else self._unkeyed
-        batch.messages.append(msg)
+        self._add(data, attributes, token, ordering_key or "", fixed_attributes)
+
+    def _add(self, data: bytes, attributes: dict[str, str], token: Any, key: str, fixed: dict[str, str] | None) -> None:
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = _Batch(key, self._request_type(topic=self.topic))
+        msg = batch.request.messages.add(data=data, attributes=attributes)
+        if fixed:
+            msg.attributes.update(fixed)
+        if key:
+            msg.ordering_key = key
+        size = msg.ByteSize()
+        size += 1 + _varint_len(size)  # field tag and length inside the request
+        limit = min(self.max_bytes, KEY_MAX_REQUEST_BYTES) if key else self.max_bytes
+        if batch.tokens and batch.nbytes + size > limit:
+            del batch.request.messages[-1]  # it goes first in the key's next request
+            self._dispatch(key)
+            self._add(data, attributes, token, key, fixed)
+            return
         batch.tokens.append(token)
-        batch.keys.append(ordering_key or None)
         batch.nbytes += size
         batch.data_bytes += len(data)
-        if len(batch.messages) >= self.max_messages:
-            self._dispatch(lane)
+        self._held += 1
+        if len(batch.tokens) >= self.max_messages:
+            self._dispatch(key)
+        elif self._held > self.max_held:
+            # Many keys, each with a few messages: send the oldest batches rather than hold them.
+            for oldest in list(self._open)[: max(1, len(self._open) // 2)]:
+                self._dispatch(oldest)
+                if self._held <= self.max_held // 2:
+                    break
 
     def flush(self) -> None:
         """Send every partly filled batch now."""
-        self._dispatch(-1)
-        for lane in range(self._lanes):
-            self._dispatch(lane)
+        for key in list(self._open):
+            self._dispatch(key)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Flush, then wait until every message is acknowledged or failed. False on timeout."""
@@ -320,51 +287,64 @@ class EventPublisher:
             if self._in_flight > self.stats.max_in_flight:
                 self.stats.max_in_flight = self._in_flight
 
-    def _dispatch(self, lane: int) -> None:
-        if lane < 0:
-            batch = self._unkeyed
-            if not batch.messages:
-                return
-            self._unkeyed = _Batch()
+    def _dispatch(self, key: str) -> None:
+        batch = self._open.pop(key, None)
+        if batch is None or not batch.tokens:
+            return
+        self._held -= len(batch.tokens)
+        if key:
+            target = zlib.crc32(key.encode("utf-8")) % self._key_lanes
+        else:
             target = self._rr % self._lanes
             self._rr += 1
-        else:
-            batch = self._open[lane]
-            if not batch.messages:
-                return
-            self._open[lane] = _Batch()
-            target = lane
-        self._reserve(len(batch.messages), batch.nbytes)
+        self._reserve(len(batch.tokens), batch.nbytes)
         self._queues[target].put(batch)
 
     # --- lane side --------------------------------------------------------------------------------
 
     def _lane(self, index: int) -> None:
         q = self._queues[index]
+        ready: dict[str, float] = {}  # key -> earliest start of its next request (this lane's keys only)
         while True:
             batch = q.get()
             if batch is None:
                 return
             try:
+                if batch.key:
+                    self._pace(ready, batch)
                 self._send(batch)
             except BaseException as exc:  # a bug in a callback must not kill the lane silently
                 self.errors.append(exc)
             finally:
                 with self._cond:
-                    self._in_flight -= len(batch.messages)
+                    self._in_flight -= len(batch.tokens)
                     self._in_flight_bytes -= batch.nbytes
                     self._cond.notify_all()
 
-    def _send(self, batch: _Batch) -> None:
-        if any(batch.keys):
+    def _pace(self, ready: dict[str, float], batch: _Batch) -> None:
+        """Keep each ordering key within KEY_BYTES_PER_SECOND: wait for the key's previous bytes."""
+        now = self._clock()
+        start = ready.get(batch.key, now)
+        if start > now:
+            self._sleep(start - now)
             with self._cond:
-                paused = set(self._paused)
-            if paused and any(k in paused for k in batch.keys):
-                batch = self._fail_paused(batch, paused)
-                if not batch.messages:
-                    return
-        request = self._head + b"".join(batch.messages)
-        count = len(batch.messages)
+                self.stats.paced_seconds += start - now
+            now = start
+        ready[batch.key] = now + batch.nbytes / KEY_BYTES_PER_SECOND
+        if len(ready) > PACE_FORGET:
+            for k in [k for k, t in ready.items() if t <= now]:
+                del ready[k]
+
+    def _send(self, batch: _Batch) -> None:
+        count = len(batch.tokens)
+        if batch.key:
+            with self._cond:
+                paused = batch.key in self._paused
+            if paused:
+                with self._cond:
+                    self.stats.failed_messages += count
+                self.on_done(batch.tokens, None, OrderingKeyPaused(batch.key))
+                return
 
         def on_retry(exc: BaseException, attempt: int) -> None:
             with self._cond:
@@ -375,16 +355,16 @@ class EventPublisher:
 
         def call():
             try:
-                return self._stub(request, timeout=self.cfg.publish_timeout)
+                return self._stub(batch.request, timeout=self.cfg.publish_timeout)
             except grpc.RpcError as exc:  # as google.api_core exceptions, for the shared classifier
                 raise gexc.from_grpc_error(exc) from exc
 
         try:
             response = retrying(self.retry_cfg, on_retry, sleep=self._retry_sleep)(call)
         except BaseException as exc:
-            keys = {k for k in batch.keys if k}
             with self._cond:
-                self._paused |= keys
+                if batch.key:
+                    self._paused.add(batch.key)
                 self.stats.failed_messages += count
             self.on_done(batch.tokens, None, exc)
             return
@@ -394,23 +374,6 @@ class EventPublisher:
             self.stats.bytes += batch.data_bytes
         self.on_done(batch.tokens, list(response.message_ids), None)
 
-    def _fail_paused(self, batch: _Batch, paused: set[str]) -> _Batch:
-        keep = _Batch()
-        failed_tokens: list[Any] = []
-        first_key = None
-        for msg, token, key in zip(batch.messages, batch.tokens, batch.keys, strict=True):
-            if key is not None and key in paused:
-                failed_tokens.append(token)
-                first_key = first_key or key
-            else:
-                keep.messages.append(msg)
-                keep.tokens.append(token)
-                keep.keys.append(key)
-        with self._cond:
-            self.stats.failed_messages += len(failed_tokens)
-        self.on_done(failed_tokens, None, OrderingKeyPaused(first_key or ""))
-        return keep
-
 
 def topic_path(project: str, topic: str) -> str:
     return f"projects/{project}/topics/{topic}"
@@ -419,8 +382,6 @@ def topic_path(project: str, topic: str) -> str:
 __all__: Sequence[str] = (
     "EventPublisher",
     "OrderingKeyPaused",
-    "encode_attributes",
-    "encode_message",
     "PublisherStats",
     "topic_path",
 )

@@ -92,12 +92,14 @@ class PubSubAdmin:
         self.publisher.transport.close()
 
 
-def connect(project: str, call: Call, timeout: float, *, impersonate: str | None = None) -> PubSubAdmin:
+def connect(
+    project: str, call: Call, timeout: float, *, impersonate: str | None = None, endpoint: str | None = None
+) -> PubSubAdmin:
     from migrate.clients import publisher_client, subscriber_client
 
-    publisher = publisher_client(impersonate=impersonate)
+    publisher = publisher_client(impersonate=impersonate, endpoint=endpoint)
     try:
-        subscriber = subscriber_client(impersonate=impersonate)
+        subscriber = subscriber_client(impersonate=impersonate, endpoint=endpoint)
     except BaseException:
         publisher.transport.close()
         raise

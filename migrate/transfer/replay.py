@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from migrate.clients import publisher_client
+from migrate import clients
 from migrate.config import Config
 from migrate.errors import SourceError
 from migrate.ledger import items, offsets, transaction
@@ -35,7 +35,7 @@ from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
 from migrate.retry import describe
 from migrate.sources.eventlog import iter_records, source_attribute
-from migrate.targets.pubsub import EventPublisher, encode_attributes, topic_path
+from migrate.targets.pubsub import EventPublisher, topic_path
 from migrate.transfer.replay_state import (
     COMMIT_EVERY,
     COMMIT_INTERVAL,
@@ -77,7 +77,10 @@ class _Replay:
                 self.cfg.transfer,
                 on_done=self.on_done,
                 on_retry=self.on_retry,
-                client=self.client or publisher_client(impersonate=self.cfg.project.impersonate_service_account),
+                client=self.client
+                or clients.publisher_client(
+                    impersonate=self.cfg.project.impersonate_service_account, endpoint=self.cfg.pubsub.endpoint
+                ),
             )
             self.publishers[topic] = pub
         return pub
@@ -174,7 +177,7 @@ class _Replay:
         window = self.window
         q = self.quarantine
         assert q is not None
-        fixed = encode_attributes({"plan_id": pid, "listener": lname})
+        fixed = {"plan_id": pid, "listener": lname}
         self.active.append(st)
         reader = iter_records(path, st.listener, st.watermark, st.line)
         planned_size = st.item["size"]

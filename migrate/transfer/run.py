@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrate.config import Config
-from migrate.errors import PlanError, UsageError
+from migrate.errors import EventsUnverifiable, PlanError, UsageError
 from migrate.ledger import connect, items, latest_snapshot, now
 from migrate.ledger.items import drift, register_items
 from migrate.ledger.states import ItemKind, ItemState
@@ -46,6 +46,7 @@ class RunOptions:
     allow_drift: bool = False
     kinds: str = "all"  # all | objects | events
     skip_preflight: bool = False
+    event_verification: bool = True  # refuse to publish to a topic whose verification subscription is missing
     engine: str = "local"  # local | dask (migrate/engine/)
     engine_workers: int | None = None  # dask LocalCluster processes (None: [engine] workers, else one per core)
     scheduler: str | None = None  # dask: an existing scheduler (None: [engine] scheduler, else a LocalCluster)
@@ -165,6 +166,8 @@ def _run(
         report(Event("phase", name="preflight"))
         checked = preflight_plan(cfg, plan, report=keep)
         checked.raise_for_errors()
+        if options.event_verification and options.kinds in ("all", "events"):
+            refuse_unverifiable(checked.findings)
         preflight_retries = checked.retries
     else:
         from migrate.clients import describe_identity
@@ -214,6 +217,17 @@ def _run(
     return summary
 
 
+def refuse_unverifiable(findings) -> None:
+    """EventsUnverifiable (exit 2) when a topic's verification subscription is missing or on another topic:
+    messages published before it exists never reach it, so they could never be verified."""
+    bad = [f for f in findings if f.kind == "subscription" and f.status in ("missing", "wrong_topic")]
+    if bad:
+        raise EventsUnverifiable(
+            "; ".join(f.message for f in bad),
+            f"{bad[0].fix}; or pass --no-event-verification to publish without verification",
+        )
+
+
 def _open_engine(conn, cfg: Config, plan: Plan, options: RunOptions, closing: ExitStack):
     """Connect the Dask engine (closed with the run) and refuse a plan whose sources no worker mounts."""
     from migrate.engine import pending_sources
@@ -238,7 +252,9 @@ def _objects(
     from migrate.clients import gcs_client as make_client
     from migrate.targets.gcs import Gcs
 
-    client = gcs_client or make_client(cfg.project.id, pool_size=4, impersonate=cfg.project.impersonate_service_account)
+    client = gcs_client or make_client(
+        cfg.project.id, pool_size=4, impersonate=cfg.project.impersonate_service_account, endpoint=cfg.storage.endpoint
+    )
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts

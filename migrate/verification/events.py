@@ -1,10 +1,10 @@
-"""Events: drain the verification subscription, re-read the source logs, compare hashed ids in SQL.
+"""Events: re-read the source logs, drain the verification subscription (drain.py), compare hashed ids in SQL.
 
 Both sides meet in the ledger table `event_ids` (plan_id, source, id_hash -> event_id, seen, expected):
-  seen      messages drained. Each pull is appended to the ledger table `verify_pulls` and committed
-            before it is acked, so a crash never loses one; its unique (topic, message_id) keeps a
-            redelivery from counting twice. After draining, unfolded pulls are folded into `seen` in
-            one sorted INSERT .. SELECT .. GROUP BY .. ON CONFLICT merge. Draining acks, so a second
+  seen      messages drained (verification/drain.py). Each pull is appended to the ledger table
+            `verify_pulls` and committed before it is acked, so a crash never loses one; its unique
+            (topic, message_id) keeps a redelivery from counting twice. Unfolded pulls are folded into
+            `seen` in one sorted INSERT .. SELECT .. GROUP BY .. ON CONFLICT merge. Draining acks, so a second
             verify cannot read those messages again: `seen` persists, and a re-run reports the same
             result plus whatever arrived since.
   expected  recomputed on every verify by re-reading the plan's log files with the same reader the
@@ -21,161 +21,25 @@ on the same topic are kept under their own plan id for their own verify.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from migrate.config import Config, TransferConfig
-from migrate.errors import SourceError, TargetError
+from migrate.config import Config
+from migrate.errors import SourceError
 from migrate.hashing import IdDigest, id_hash, signed64
 from migrate.ledger import items, transaction
 from migrate.ledger.states import ItemKind
-from migrate.names import verification_subscription
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter, null_reporter
-from migrate.retry import describe, retrying
-from migrate.verification.model import Drain, EventSourceResult
+from migrate.verification.model import EventSourceResult
 from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING, ProblemLines, event_path, file_path
 
 BATCH = 5000
-ACK_CHUNK = 1000
 _MASK64 = (1 << 64) - 1
 
 EXPECTED_TABLE = """
 DROP TABLE IF EXISTS temp.verify_expected;
 CREATE TEMP TABLE verify_expected(source TEXT NOT NULL, id_hash INTEGER NOT NULL, event_id TEXT NOT NULL);
 """
-
-
-@dataclass(frozen=True)
-class DrainSettings:
-    """How long to keep pulling. An empty pull costs up to `pull_timeout` seconds."""
-
-    max_messages: int = 1000  # per pull call (Pub/Sub's maximum)
-    pull_timeout: float = 2.0
-    empty_pulls: int = 3  # stop after this many empty pulls in a row
-    max_seconds: float = 3600.0  # stop anyway after this long (the drain is then incomplete)
-
-
-# --- drain -----------------------------------------------------------------------------------------
-
-
-def drain_topic(
-    conn: sqlite3.Connection,
-    subscriber,
-    project: str,
-    topic: str,
-    plan_id: str,
-    settings: DrainSettings,
-    retry_cfg: TransferConfig,
-    report: Reporter = null_reporter,
-) -> Drain:
-    """Pull until the subscription stays empty; persist what was read, then ack it."""
-    from google.api_core import exceptions as gexc
-
-    sub_id = verification_subscription(topic)
-    sub_path = subscriber.subscription_path(project, sub_id)
-    d = Drain(topic=topic, subscription=sub_path)
-    deadline = time.monotonic() + settings.max_seconds
-    empties = 0
-
-    def on_retry(exc: BaseException, attempt: int) -> None:
-        report(Event("retry", name=sub_path, data={"error": describe(exc)}))
-
-    def pull() -> list:
-        try:
-            resp = subscriber.pull(
-                subscription=sub_path, max_messages=settings.max_messages, timeout=settings.pull_timeout, retry=None
-            )
-        except gexc.DeadlineExceeded:
-            return []  # a long poll that found nothing
-        return list(resp.received_messages)
-
-    report(Event("phase", name=f"draining {sub_path}"))
-    while True:
-        if empties >= settings.empty_pulls:
-            d.stopped = "empty"
-            break
-        if time.monotonic() >= deadline:
-            d.stopped = "timeout"
-            break
-        try:
-            msgs = retrying(retry_cfg, on_retry)(pull)
-        except gexc.NotFound:
-            raise TargetError(
-                f"verification subscription {sub_path} not found",
-                "create it before the run (terraform/, or `migrate provision` in emulator mode); "
-                "events published before it existed cannot be verified",
-            ) from None
-        except gexc.GoogleAPICallError as exc:
-            raise TargetError(f"pulling from {sub_path} failed: {describe(exc)}", "retry verify later") from None
-        d.pulls += 1
-        if not msgs:
-            empties += 1
-            continue
-        empties = 0
-        _persist(conn, topic, plan_id, msgs, d)
-        _ack(subscriber, sub_path, [m.ack_id for m in msgs], retry_cfg, on_retry, d)
-        report(Event("events", name=topic, n=len(msgs)))
-    return d
-
-
-def _persist(conn: sqlite3.Connection, topic: str, plan_id: str, msgs: list, d: Drain) -> None:
-    """Append one pull to verify_pulls and commit (before the ack); a known message id is a redelivery."""
-    mine: list[tuple] = []
-    others: list[tuple] = []
-    for m in msgs:
-        d.received += 1
-        a = m.message.attributes
-        pid, eid, listener = a.get("plan_id"), a.get("event_id"), a.get("listener")
-        if not pid or eid is None or not listener:
-            d.foreign += 1
-            continue
-        row = (topic, m.message.message_id, pid, listener, signed64(id_hash(eid)), eid)
-        (mine if pid == plan_id else others).append(row)
-    sql = (
-        "INSERT OR IGNORE INTO verify_pulls(topic, message_id, plan_id, source, id_hash, event_id) VALUES(?,?,?,?,?,?)"
-    )
-    with transaction(conn):
-        before = conn.total_changes
-        conn.executemany(sql, mine)
-        new_mine = conn.total_changes - before
-        conn.executemany(sql, others)
-        new_total = conn.total_changes - before
-    d.new += new_total
-    d.redelivered += len(mine) + len(others) - new_total
-    d.this_plan += new_mine
-    d.other_plans += new_total - new_mine
-
-
-def fold_pulls(conn: sqlite3.Connection) -> int:
-    """Count every not-yet-folded drained message into event_ids.seen (all plans), atomically."""
-    with transaction(conn):
-        before = conn.total_changes
-        conn.execute(
-            "INSERT INTO event_ids(plan_id, source, id_hash, event_id, seen)"
-            " SELECT plan_id, source, id_hash, MIN(event_id), COUNT(*) FROM verify_pulls WHERE folded = 0"
-            " GROUP BY plan_id, source, id_hash"
-            " ON CONFLICT(plan_id, source, id_hash) DO UPDATE SET seen = seen + excluded.seen"
-        )
-        merged = conn.total_changes - before
-        conn.execute("UPDATE verify_pulls SET folded = 1 WHERE folded = 0")
-    return merged
-
-
-def _ack(subscriber, sub_path: str, ack_ids: list[str], cfg: TransferConfig, on_retry, d: Drain) -> None:
-    from google.api_core import exceptions as gexc
-
-    for i in range(0, len(ack_ids), ACK_CHUNK):
-        chunk = ack_ids[i : i + ACK_CHUNK]
-        try:
-            retrying(cfg, on_retry)(lambda c=chunk: subscriber.acknowledge(subscription=sub_path, ack_ids=c))
-            d.acked += len(chunk)
-        except gexc.GoogleAPICallError:
-            # Already counted and committed: a redelivery is recognised by its message id.
-            pass
 
 
 # --- expected: the source logs, re-read ------------------------------------------------------------
@@ -363,33 +227,3 @@ def _received_digest(conn: sqlite3.Connection, plan_id: str, source: str) -> str
 
 def topics_of(plan: Plan) -> list[str]:
     return sorted({item.topic for item in plan.event_items() if item.topic})
-
-
-def drain_all(
-    conn: sqlite3.Connection,
-    cfg: Config,
-    plan: Plan,
-    settings: DrainSettings,
-    report: Reporter = null_reporter,
-    subscriber_factory: Callable[[], object] | None = None,
-) -> list[Drain]:
-    topics = topics_of(plan)
-    if not topics:
-        return []
-    if subscriber_factory is None:
-        from migrate.clients import subscriber_client
-
-        subscriber_factory = functools.partial(subscriber_client, impersonate=cfg.project.impersonate_service_account)
-    fold_pulls(conn)  # a verify that crashed after committing pulls: count them now
-    subscriber = subscriber_factory()
-    try:
-        drains = [
-            drain_topic(conn, subscriber, cfg.project.id, t, plan.plan_id, settings, cfg.transfer, report)
-            for t in topics
-        ]
-    finally:
-        close = getattr(subscriber, "close", None)
-        if close is not None:
-            close()
-    fold_pulls(conn)
-    return drains

@@ -80,7 +80,29 @@ class Drain:
     this_plan: int = 0
     other_plans: int = 0  # kept in the ledger under their own plan id, for their own verify
     foreign: int = 0  # no plan_id / event_id / listener attribute: not written by migrate
-    stopped: str = ""  # why draining stopped: 'empty' (N empty pulls in a row) or 'timeout'
+    stopped: str = ""  # why draining stopped: 'complete', 'quiet' or 'timeout' (see verification/drain.py)
+    streams: int = 1  # parallel pull streams
+    quiet_seconds: float = 0.0  # the quiet period: nothing arrived and nothing in flight for this long
+    expected_left: int = 0  # expected deliveries of this plan on this topic still unseen when draining stopped
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Messages read per second of draining."""
+        return self.received / self.seconds if self.seconds > 0 else 0.0
+
+    def why_stopped(self) -> str:
+        """The stop reason in words, for the reports."""
+        if self.stopped == "complete":
+            return "every expected event was seen"
+        if self.stopped == "quiet":
+            return (
+                f"nothing arrived for {self.quiet_seconds:g} s and nothing was in flight, with "
+                f"{self.expected_left:,} expected event(s) not seen"
+            )
+        if self.stopped == "timeout":
+            return f"time limit reached with {self.expected_left:,} expected event(s) not seen"
+        return self.stopped
 
 
 @dataclass
@@ -172,7 +194,7 @@ class VerifyReport:
             "ok": self.ok,
             "objects": {**asdict(self.objects), "failures": self.objects.failures()},
             "events": [e.to_dict() for e in self.events],
-            "drains": [asdict(d) for d in self.drains],
+            "drains": [{**asdict(d), "rate": round(d.rate, 1), "why_stopped": d.why_stopped()} for d in self.drains],
             "events_ok": self.events_ok,
             "problems": self.problems,
             "problem_counts": dict(self.problem_counts),

@@ -145,7 +145,7 @@ def _events(rep: VerifyReport) -> list[str]:
     )
     if rep.drains:
         out += _table(
-            ["Subscription", "Pulls", "Read", "New", "Acked", "This plan", "Other plans", "Foreign", "Stopped"],
+            ["Subscription", "Pulls", "Read", "New", "Acked", "This plan", "Other plans", "Foreign", "Rate", "Stopped"],
             [
                 [
                     md.code(d.subscription),
@@ -156,7 +156,8 @@ def _events(rep: VerifyReport) -> list[str]:
                     md.num(d.this_plan),
                     md.num(d.other_plans),
                     md.num(d.foreign),
-                    d.stopped,
+                    f"{md.num(round(d.rate))}/s, {d.streams} streams",
+                    f"{d.stopped}: {d.why_stopped()}",
                 ]
                 for d in rep.drains
             ],

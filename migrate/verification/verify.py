@@ -23,8 +23,9 @@ from migrate.progress import Event, Reporter, null_reporter
 from migrate.quarantine import reasons_by_file
 from migrate.retry import describe
 from migrate.verification import deep as deep_check
+from migrate.verification import drain as draining
 from migrate.verification import events, objects
-from migrate.verification.events import DrainSettings
+from migrate.verification.drain import DrainSettings
 from migrate.verification.model import DeepResult, VerifyReport
 from migrate.verification.problems import MATCH, ProblemLines
 from migrate.verification.report import report_paths, write_json, write_markdown
@@ -46,7 +47,7 @@ def verify_plan(
     include_matches: bool = False,
     drain: DrainSettings | None = None,
     gcs_client=None,
-    subscriber_factory=None,
+    reader_factory: draining.ReaderFactory | None = None,
 ) -> VerifyReport:
     """Verify one plan against its buckets and topics; write the report files; return the report.
 
@@ -88,7 +89,7 @@ def verify_plan(
             show=show,
             settings=drain or DrainSettings(),
             report=report,
-            subscriber_factory=subscriber_factory,
+            reader_factory=reader_factory,
         )
         rep.problem_counts = lines.counts()
         rep.problems = sum(n for s, n in rep.problem_counts.items() if s != MATCH)
@@ -154,6 +155,7 @@ def _verify_objects(
             cfg.project.id,
             pool_size=max(deep_check.MAX_WORKERS, 4),
             impersonate=cfg.project.impersonate_service_account,
+            endpoint=cfg.storage.endpoint,
         )
     objects.load_listing(conn, gcs_client, roots, cfg.transfer, o, report)
     report(Event("phase", name="comparing objects"))
@@ -185,14 +187,15 @@ def _verify_objects(
 
 
 def _verify_events(
-    conn, cfg: Config, plan: Plan, rep: VerifyReport, lines: ProblemLines, *, show, settings, report, subscriber_factory
+    conn, cfg: Config, plan: Plan, rep: VerifyReport, lines: ProblemLines, *, show, settings, report, reader_factory
 ) -> None:
     if not events.topics_of(plan):
         return
     before = events.previously_seen(conn, plan.plan_id)
-    rep.drains = events.drain_all(conn, cfg, plan, settings, report, subscriber_factory)
     quarantine = reasons_by_file(cfg.project.state_dir, plan.plan_id)
+    # expected first: the drain stops as soon as every expected event has been seen
     expected = events.load_expected(conn, cfg, plan, quarantine, lines, show=show, report=report)
+    rep.drains = draining.drain_all(conn, cfg, plan, settings, report, reader_factory)
     report(Event("phase", name="comparing events"))
     rep.events = events.compare(conn, plan.plan_id, expected, lines, show=show, before=before)
     earlier = sum(e.received_before for e in rep.events)
@@ -203,6 +206,10 @@ def _verify_events(
             "again here, so re-running verify reports the same result plus anything that arrived since."
         )
     for d in rep.drains:
+        rep.notes.append(
+            f"draining {d.subscription} stopped: {d.why_stopped()} ({d.received:,} message(s) in {d.seconds:g} s"
+            f" over {d.streams} stream(s), {d.rate:,.0f}/s)."
+        )
         if d.stopped == "timeout":
             rep.notes.append(
                 f"draining {d.subscription} stopped at the time limit with messages still arriving: event counts "

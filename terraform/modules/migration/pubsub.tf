@@ -2,8 +2,12 @@
 # dead-letter topic and the verification subscription that `migrate verify` drains.
 
 locals {
-  # Subscriptions keep unacked messages for at most 7 days.
-  max_subscription_retention_days = 7
+  # Subscriptions keep unacked messages for at most 31 days (default 7):
+  # https://cloud.google.com/pubsub/docs/subscription-properties#message_retention_duration
+  # The verification subscription keeps them as long as its topic does, so a long migration can be
+  # verified weeks after the run; the dead-letter hold keeps the default week.
+  max_subscription_retention_days = 31
+  dead_letter_retention_days      = 7
 }
 
 data "google_project" "this" {
@@ -75,7 +79,7 @@ resource "google_pubsub_subscription" "dead_letter" {
   labels  = var.labels
 
   ack_deadline_seconds       = var.ack_deadline_seconds
-  message_retention_duration = "${local.max_subscription_retention_days * local.seconds_per_day}s"
+  message_retention_duration = "${local.dead_letter_retention_days * local.seconds_per_day}s"
 
   expiration_policy {
     ttl = ""

@@ -94,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         session.log("GNU time (/usr/bin/time) is missing: peak RSS may include the harness's own memory")
     sc = Scenarios(session)
     wanted = settings.scenarios
-    steps = [
+    # the short S6 first, the long S7 last
+    steps = [sc.inventory_scenario] if "S6" in wanted else []
+    steps += [
         (lambda sid=sid: sc.object_scenario(sid, with_s5=sid == "S1" and "S5" in wanted))
         for sid in ("S1", "S1b", "S2", "S3")
         if sid in wanted or (sid == "S1" and "S5" in wanted)
     ]
-    extra = (("S6", sc.inventory_scenario), ("S4", sc.events_scenario), ("S7", sc.latency_scenario))
-    steps += [step for sid, step in extra if sid in wanted]
+    steps += [step for sid, step in (("S4", sc.events_scenario), ("S7", sc.latency_scenario)) if sid in wanted]
     machine = machine_info()
     try:
         for step in steps:

@@ -13,10 +13,11 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
 
+from migrate.config_check import STORAGE_CLASSES
 from migrate.config_check import Checker as _Checker
 from migrate.config_check import endpoints as _check_endpoints
+from migrate.config_check import lifecycle_rules as _lifecycle_rules
 from migrate.config_check import resolve as _resolve
 from migrate.config_check import section as _section
 from migrate.config_check import sources as _sources
@@ -24,10 +25,8 @@ from migrate.errors import ConfigError
 from migrate.prices import PriceTable, parse_prices
 
 DEFAULT_CONFIG = "migrate.toml"
-STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 FORMATS = ("jsonl", "csv")
-LIFECYCLE_ACTIONS = ("Delete", "SetStorageClass")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 
@@ -72,11 +71,17 @@ class TransferConfig:
     large_file_threshold: int = 64 * 1024**2
     chunk_size: int = 16 * 1024**2
     conflict_policy: str = "skip"
-    retry_max_attempts: int = 8
-    retry_initial_delay: float = 0.5
-    retry_max_delay: float = 20.0
-    retry_deadline: float = 120.0
+    # a request is retried for minutes, as gcloud storage and the client libraries do (exponential backoff
+    # from 1 s, capped at 32 s, up to 32 retries): https://cloud.google.com/storage/docs/retry-strategy
+    retry_max_attempts: int = 32
+    retry_initial_delay: float = 1.0
+    retry_max_delay: float = 32.0
+    retry_deadline: float = 900.0
     timeout: float = 60.0
+    # object writes per bucket start near a new bucket's ~1,000/s and double at most every 20 minutes:
+    # https://cloud.google.com/storage/docs/request-rate
+    ramp_up: bool = True
+    ramp_start_writes: float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,6 @@ _TRANSFER = _keys(TransferConfig)
 _PUBSUB = _keys(PubSubConfig)
 _TARGETS = _keys(TargetsConfig)
 _ENGINE = _keys(EngineConfig)
-_LIFECYCLE = _keys(LifecycleRule)
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -350,7 +354,7 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     if isinstance(raw_targets, dict) and "lifecycle_rules" in raw_targets:
         data = {**data, "targets": {k: v for k, v in raw_targets.items() if k != "lifecycle_rules"}}
     targets = _section(c, data, "targets", _TARGETS, TargetsConfig)
-    targets = replace(targets, lifecycle_rules=_lifecycle_rules(c, raw_rules))
+    targets = replace(targets, lifecycle_rules=_lifecycle_rules(c, raw_rules, LifecycleRule))
     known_buckets = {src.bucket for src in catalog}
     for i, rule in enumerate(targets.lifecycle_rules):
         for b in rule.buckets:
@@ -369,32 +373,3 @@ def parse_config(data: dict, cfg_path: Path, *, check_roots: bool = True) -> Con
     if c.problems:
         raise ConfigError(c.problems)
     return Config(cfg_path, project, tuple(catalog), tuple(listeners), transfer, pubsub, targets, prices, engine, gcs)
-
-
-def _lifecycle_rules(c: _Checker, items: Any) -> tuple[LifecycleRule, ...]:
-    if not isinstance(items, list):
-        fix = "write each rule as [[targets.lifecycle_rules]]"
-        c.fail("targets.lifecycle_rules", "expected an array of tables", fix)
-        return ()
-    rules = []
-    for i, item in enumerate(items):
-        where = f"targets.lifecycle_rules[{i}]"
-        t = c.table(item, where, _LIFECYCLE)
-        action = c.get(t, "action", where, str, "", required=True)
-        if action and action not in LIFECYCLE_ACTIONS:
-            fix = f"use one of {', '.join(LIFECYCLE_ACTIONS)}"
-            c.fail(f"{where}.action", f"{action!r} is not a lifecycle action", fix)
-        age = c.get(t, "age_days", where, int, 0, required=True)
-        if age < 0:
-            c.fail(f"{where}.age_days", f"{age} is out of range", "use a number of days >= 0")
-        sc = c.get(t, "storage_class", where, str, None)
-        sc = sc.upper() if sc else None
-        if action == "SetStorageClass" and sc not in STORAGE_CLASSES:
-            fix = f"use one of {', '.join(STORAGE_CLASSES)}"
-            c.fail(f"{where}.storage_class", f"{sc!r} is not a storage class", fix)
-        if action == "Delete" and sc is not None:
-            fix = 'remove it, or use action = "SetStorageClass"'
-            c.fail(f"{where}.storage_class", "not used by a Delete rule", fix)
-        buckets = c.strings(t, "buckets", where)
-        rules.append(LifecycleRule(action, age, sc if action == "SetStorageClass" else None, buckets))
-    return tuple(rules)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from migrate.units import parse_rate, parse_size
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+LIFECYCLE_ACTIONS = ("Delete", "SetStorageClass")
 
 
 class Checker:
@@ -187,3 +190,33 @@ def endpoint(c: Checker, key: str, value: str | None, *, url: bool) -> None:
         ok = port.isdigit() and 0 < int(port) < 65536
     if not (ok and _HOST.match(host or "")) or text != value:
         c.fail(key, f"{value!r} is not a valid endpoint", fix)
+
+
+def lifecycle_rules(c: Checker, items: Any, rule: type) -> tuple:
+    """[[targets.lifecycle_rules]] as `rule` objects (config.LifecycleRule)."""
+    if not isinstance(items, list):
+        fix = "write each rule as [[targets.lifecycle_rules]]"
+        c.fail("targets.lifecycle_rules", "expected an array of tables", fix)
+        return ()
+    rules = []
+    for i, item in enumerate(items):
+        where = f"targets.lifecycle_rules[{i}]"
+        t = c.table(item, where, dict.fromkeys((f.name for f in fields(rule)), ""))
+        action = c.get(t, "action", where, str, "", required=True)
+        if action and action not in LIFECYCLE_ACTIONS:
+            fix = f"use one of {', '.join(LIFECYCLE_ACTIONS)}"
+            c.fail(f"{where}.action", f"{action!r} is not a lifecycle action", fix)
+        age = c.get(t, "age_days", where, int, 0, required=True)
+        if age < 0:
+            c.fail(f"{where}.age_days", f"{age} is out of range", "use a number of days >= 0")
+        sc = c.get(t, "storage_class", where, str, None)
+        sc = sc.upper() if sc else None
+        if action == "SetStorageClass" and sc not in STORAGE_CLASSES:
+            fix = f"use one of {', '.join(STORAGE_CLASSES)}"
+            c.fail(f"{where}.storage_class", f"{sc!r} is not a storage class", fix)
+        if action == "Delete" and sc is not None:
+            fix = 'remove it, or use action = "SetStorageClass"'
+            c.fail(f"{where}.storage_class", "not used by a Delete rule", fix)
+        buckets = c.strings(t, "buckets", where)
+        rules.append(rule(action, age, sc if action == "SetStorageClass" else None, buckets))
+    return tuple(rules)

@@ -99,8 +99,12 @@ def run_inventory(
     hash: bool = False,
     report: Reporter = null_reporter,
     sources: Iterable[str] | None = None,
+    scanner=None,
 ) -> InventoryReport:
-    """Scan every configured source (or the named ones) into a new ledger snapshot."""
+    """Scan every configured source (or the named ones) into a new ledger snapshot.
+
+    scanner: where trees are walked and hashed (engine/dask_inventory.DaskScanner); None: here.
+    """
     wanted = set(sources) if sources else None
     started = time.monotonic()
     with transaction(conn):
@@ -109,7 +113,9 @@ def run_inventory(
         )
         snap = int(cur.lastrowid)
     catalog = [
-        _inventory_tree(conn, src, snap, hash, report) for src in cfg.catalog if wanted is None or src.name in wanted
+        _inventory_tree(conn, src, snap, hash, report, scanner)
+        for src in cfg.catalog
+        if wanted is None or src.name in wanted
     ]
     listeners = [
         _inventory_logs(conn, src, snap, report) for src in cfg.listeners if wanted is None or src.name in wanted
@@ -136,18 +142,21 @@ def run_inventory(
 
 
 def _inventory_tree(
-    conn: sqlite3.Connection, src: CatalogSource, snap: int, hash: bool, report: Reporter
+    conn: sqlite3.Connection, src: CatalogSource, snap: int, hash: bool, report: Reporter, scanner=None
 ) -> CatalogReport:
     rep = CatalogReport(src.name, str(src.root), src.bucket)
     stats = WalkStats()
     report(Event("phase", name=f"scanning {src.name}"))
-    pool = ThreadPoolExecutor(HASH_THREADS) if hash else None
+    if scanner is not None:
+        pool = scanner.hash_pool(src) if hash else None
+    else:
+        pool = ThreadPoolExecutor(HASH_THREADS) if hash else None
     # A source the ledger has no rows for (its first inventory) needs no lookups of earlier rows
     fresh = conn.execute("SELECT 1 FROM files WHERE source=? LIMIT 1", (src.name,)).fetchone() is None
     apply = _apply_fresh if fresh and pool is None else _apply_batch
     try:
         batch: list[Entry] = []
-        for entry in walk(src, stats):
+        for entry in scanner.walk(src, stats) if scanner is not None else walk(src, stats):
             batch.append(entry)
             if len(batch) >= BATCH:
                 apply(conn, src.name, snap, batch, pool, rep, report)
@@ -238,7 +247,7 @@ def _apply_batch(
             ]
         )
     if pool is not None and to_hash:
-        results = pool.map(lambda i: _hash(batch[i].path), to_hash)
+        results = pool.map(_hash, [batch[i].path for i in to_hash])
         for i, (crc, error) in zip(to_hash, results, strict=True):
             if error is None:
                 rows[i][6] = crc

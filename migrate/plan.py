@@ -61,11 +61,13 @@ def compute_plan_id(doc: dict) -> str:
 # --- skip reasons: why an inventoried entry is not in the manifest (skipped list `reason`) ---------
 
 SKIP_ALREADY_MIGRATED = "already-migrated"
+SKIP_COMPLETED_EARLIER = "completed-earlier"
 SKIP_CONFLICT = "conflict"
 SKIP_REPLAYED_EARLIER = "replayed-earlier"
 # reason code -> what the report says about it (planning/diff.py assigns them)
 SKIP_REASONS: dict[str, str] = {
     SKIP_ALREADY_MIGRATED: "already in the bucket with equal size and CRC32C",
+    SKIP_COMPLETED_EARLIER: "copied by an earlier run (the generation it wrote is still live)",
     SKIP_CONFLICT: "in the bucket with different content (conflict_policy = skip)",
     "symlink": "symbolic link (not followed)",
     "anomaly": "cannot be transferred (inventory anomaly)",
@@ -75,7 +77,7 @@ SKIP_REASONS: dict[str, str] = {
     SKIP_REPLAYED_EARLIER: "fully replayed by an earlier run",
 }
 # reasons meaning "the destination already has it": not a problem, not a loss
-DONE_SKIP_REASONS = (SKIP_ALREADY_MIGRATED, SKIP_REPLAYED_EARLIER)
+DONE_SKIP_REASONS = (SKIP_ALREADY_MIGRATED, SKIP_COMPLETED_EARLIER, SKIP_REPLAYED_EARLIER)
 
 
 # --- the items ---------------------------------------------------------------------------------

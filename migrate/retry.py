@@ -1,7 +1,8 @@
 """One retry policy for GCS and Pub/Sub: an explicit classifier plus tenacity.
 
 Retried: HTTP 408, 429, 5xx, gRPC UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED/ABORTED/
-INTERNAL, connection resets and timeouts. Everything else fails fast, and so do the two 5xx that
+INTERNAL, connection resets and timeouts (google-auth's TransportError among them: a token
+refresh that failed on the network). Everything else fails fast, and so do the two 5xx that
 say the server will never do it: 501 Not Implemented and 505 HTTP Version Not Supported (an
 emulator answers 501 for IAM calls it lacks; retrying that only adds backoff).
 """
@@ -53,6 +54,10 @@ def is_retryable(exc: BaseException) -> bool:
 
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
         return True
+    from google.auth.exceptions import TransportError
+
+    if isinstance(exc, TransportError):
+        return True  # a token refresh that could not reach the token endpoint: a reset, not a denial
     if requests is not None and isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return True
     if isinstance(exc, gexc.RetryError):

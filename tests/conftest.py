@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from wirecheck import WireLog, WireProxy
 
 from migrate import clients, names
 from migrate.local.emulators import Emulators, local_emulators
@@ -29,20 +32,62 @@ def unique_name(prefix: str = "t") -> str:
 # --- emulators and clients ---------------------------------------------------------------------
 
 
+@dataclass
+class WiredEmulators(Emulators):
+    """The emulators, with GCS reached through the recording proxy of tests/wirecheck.py.
+
+    .gcs (and STORAGE_EMULATOR_HOST) is the proxy, so everything the product sends is checked against
+    the GCS wire contract; .gcs_direct is fake-gcs-server itself, for the tests' own setup and checks.
+    """
+
+    wire_url: str = ""
+    wire: WireLog | None = None
+
+    @property
+    def gcs(self) -> str:
+        return self.wire_url
+
+    @property
+    def gcs_direct(self) -> str:
+        return self.gcs_server.url
+
+
 @pytest.fixture(scope="session")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WiredEmulators]:
     """Both emulators; STORAGE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST set for the whole session.
 
-    Attributes: .gcs (url), .gcs_root (filesystem backend root), .pubsub (host:port), .project,
-    and .gcs_server / .pubsub_server (GcsEmulator / PubSubEmulator, for kill/restart; procgroup.py freezes and thaws).
+    Attributes: .gcs (url, through the wire-contract proxy), .gcs_direct, .gcs_root (filesystem backend
+    root), .pubsub (host:port), .project, .wire (the WireLog), and .gcs_server / .pubsub_server
+    (GcsEmulator / PubSubEmulator, for kill/restart; procgroup.py freezes and thaws).
     """
-    with local_emulators(tmp_path_factory.mktemp("emulators"), project=PROJECT) as emus:
-        yield emus
+    with local_emulators(tmp_path_factory.mktemp("emulators"), project=PROJECT) as emus, WireProxy(emus.gcs) as proxy:
+        wired = WiredEmulators(emus.gcs_server, emus.pubsub_server, emus.project, wire_url=proxy.url, wire=proxy.log)
+        os.environ[clients.STORAGE_EMULATOR_ENV] = proxy.url  # local_emulators restores it at the end
+        yield wired
+
+
+@pytest.fixture(autouse=True)
+def wire(request: pytest.FixtureRequest) -> Iterator[WireLog | None]:
+    """The GCS wire contract holds for every request a test made through the emulators' proxy."""
+    if "emulators" not in request.fixturenames:
+        yield None
+        return
+    log = request.getfixturevalue("emulators").wire
+    log.clear()
+    yield log
+    problems = log.violations()
+    assert not problems, "GCS wire contract broken:\n" + "\n".join(problems[:20])
 
 
 @pytest.fixture(scope="session")
-def gcs_client(emulators: Emulators):
-    return clients.gcs_client(emulators.project)
+def gcs_client(emulators: WiredEmulators):
+    """The tests' own client: straight to fake-gcs-server, so test setup is not judged as product traffic."""
+    saved = os.environ[clients.STORAGE_EMULATOR_ENV]
+    os.environ[clients.STORAGE_EMULATOR_ENV] = emulators.gcs_direct
+    try:
+        return clients.gcs_client(emulators.project)
+    finally:
+        os.environ[clients.STORAGE_EMULATOR_ENV] = saved
 
 
 @pytest.fixture

@@ -17,7 +17,11 @@ KIB = 1024
 
 
 def event(i: int, log: int) -> bytes:
-    doc = {"event_id": f"e{log:02d}-{i:06d}", "ts": f"2024-05-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z", "user": f"u{i % 7}"}
+    doc = {
+        "event_id": f"e{log:02d}-{i:06d}",
+        "ts": f"2024-05-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "user": f"u{i % 7}",
+    }
     return json.dumps(doc).encode()
 
 
@@ -29,6 +33,7 @@ def build(
     *,
     objects: int = 40,
     max_size: int = 6 * KIB,
+    size: int | None = None,  # every file exactly this size (random up to max_size otherwise)
     logs: int = 0,
     events_per_log: int = 0,
     transfer: dict | None = None,
@@ -42,13 +47,19 @@ def build(
     for s in sources:
         tree = tmp_path / f"tree-{s}"
         files.write_tree(
-            tree, {f"d{i % 8}/f{i:05d}.bin": rng.randbytes(rng.randint(0, max_size)) for i in range(objects)}
+            tree,
+            {
+                f"d{i % 8}/f{i:05d}.bin": rng.randbytes(size if size is not None else rng.randint(0, max_size))
+                for i in range(objects)
+            },
         )
         catalog.append({"name": s, "root": str(tree), "bucket": bucket, "prefix": f"{s}/"})
     listeners = []
     if logs:
         for n in range(logs):
-            files.write_log(tmp_path / "logs" / f"plays-{n:02d}.jsonl", [event(i, n) for i in range(events_per_log)], gz=False)
+            files.write_log(
+                tmp_path / "logs" / f"plays-{n:02d}.jsonl", [event(i, n) for i in range(events_per_log)], gz=False
+            )
         listeners.append(
             {
                 "name": "plays",
@@ -73,3 +84,42 @@ def build(
     finally:
         conn.close()
     return config, Path(plan.paths["plan"])
+
+
+def local_cluster(workers: int, threads: int, mounts: tuple[str, ...]):
+    """A LocalCluster of worker processes in this process (a long-lived scheduler for the driver under test)."""
+    import logging
+
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
+        processes=True,
+        resources={f"mnt_{m}": threads for m in mounts},
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+
+
+def ledger_count(state_dir: Path, sql: str) -> int:
+    """One number from the ledger, read-only (while a run writes it)."""
+    import sqlite3
+
+    from migrate.ledger import ledger_path
+
+    path = ledger_path(state_dir)
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(conn.execute(sql).fetchone()[0] or 0)
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def listing(gcs_client, bucket: str, prefix: str = "") -> dict[str, tuple[int, str, int]]:
+    """name -> (size, crc32c, generation) of every live object under prefix."""
+    return {b.name: (b.size, b.crc32c, b.generation) for b in gcs_client.list_blobs(bucket, prefix=prefix)}

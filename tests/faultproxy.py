@@ -4,7 +4,11 @@ At `rate` (0..1, decided per request by a seeded RNG) it injects one of `faults`
   "429", "503"  answer with that status and a JSON error body (the request body is read and dropped);
   "reset"       close the client connection with a TCP RST right after the request headers;
   "stall"       forward the request, then hold the response for `stall_seconds` (past the client's
-                timeout) and drop the connection; with stall_forwards=False it stalls before forwarding.
+                timeout) and drop the connection; with stall_forwards=False it stalls before forwarding;
+  "corrupt"     (only when asked for, never among the defaults) forward the request with one byte in the
+                middle of its body flipped: damage on the way that TCP did not catch.
+An `observer` (tests/wirecheck.py) sees every request as the client sent it: begin(method, path, headers)
+returns a record that is fed the body and told the status.
 Every other request is forwarded faithfully: method, path, headers and a streamed body (Content-Length or
 chunked) go upstream; status, headers and a streamed body come back. A Location header that points at the
 upstream (resumable upload sessions) is rewritten to point at the proxy, so later chunks pass through it too.
@@ -29,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 FAULTS = ("429", "503", "reset", "stall")
+ALL_FAULTS = (*FAULTS, "corrupt")
 CHUNK = 64 * 1024
 HOP_BY_HOP = {
     "connection",
@@ -62,6 +67,7 @@ class FaultProxy:
         match: Callable[[str, str], bool] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        observer=None,
     ) -> None:
         parts = urlsplit(upstream if "://" in upstream else f"http://{upstream}")
         if parts.scheme != "http" or not parts.hostname or not parts.port:
@@ -70,9 +76,10 @@ class FaultProxy:
         self.upstream_port = parts.port
         self.upstream_url = f"http://{parts.hostname}:{parts.port}"
         self.faults = tuple(faults)
-        unknown = set(self.faults) - set(FAULTS)
+        unknown = set(self.faults) - set(ALL_FAULTS)
         if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; use {FAULTS}")
+            raise ValueError(f"unknown faults {sorted(unknown)}; use {ALL_FAULTS}")
+        self.observer = observer
         self.rate = rate
         self.stall_seconds = stall_seconds
         self.stall_forwards = stall_forwards
@@ -158,7 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         proxy = self.proxy
+        self._rec = proxy.observer.begin(self.command, self.path, self.headers) if proxy.observer else None
         fault = proxy.decide(self.command, self.path)
+        self._fault = fault
         if fault == "reset":
             self._reset()
             return
@@ -187,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reset()
                 return
             proxy.count("forwarded")
+            if self._rec is not None:
+                self._rec.done(resp.status)
             self._relay(resp)
         finally:
             conn.close()
@@ -221,6 +232,19 @@ class _Handler(BaseHTTPRequestHandler):
     # --- forwarding ----------------------------------------------------------------------------
 
     def _body_chunks(self):
+        """The request body as it arrives, shown to the observer, damaged if the fault says so."""
+        flip = int(self.headers.get("Content-Length") or 0) // 2 if getattr(self, "_fault", None) == "corrupt" else -1
+        seen = 0
+        for data in self._raw_body_chunks():
+            if 0 <= flip - seen < len(data):
+                i = flip - seen
+                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+            seen += len(data)
+            if getattr(self, "_rec", None) is not None:
+                self._rec.feed(data)
+            yield data
+
+    def _raw_body_chunks(self):
         """The request body as it arrives (decoded if chunked), in pieces of at most CHUNK bytes."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             while True:

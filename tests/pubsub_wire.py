@@ -142,6 +142,7 @@ def recording_factory(original: Callable[..., Any], recorder: PublishRecorder) -
         base = original(*args, **kwargs)
         channel = grpc.intercept_channel(base.transport.grpc_channel, recorder)
         transport = PublisherGrpcTransport(host=base.transport._host, channel=channel)
+        transport._credentials = base.transport._credentials  # a channel-built transport keeps none of its own
         return pubsub_v1.PublisherClient(transport=transport, client_options={"api_endpoint": base.api_endpoint})
 
     return factory

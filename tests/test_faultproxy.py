@@ -40,7 +40,7 @@ def through_proxy(emulators, monkeypatch):
 
 def test_forwards_uploads_and_downloads_faithfully(emulators, bucket, through_proxy, gcs_client):
     payload = os.urandom(3 * 256 * 1024 + 123)  # several resumable chunks plus a tail
-    with FaultProxy(emulators.gcs, rate=0.0) as proxy:
+    with FaultProxy(emulators.gcs_direct, rate=0.0) as proxy:
         client = through_proxy(proxy)
         b = client.bucket(bucket)
         b.blob("small.txt").upload_from_string(b"hello proxy")
@@ -61,7 +61,7 @@ def test_forwards_uploads_and_downloads_faithfully(emulators, bucket, through_pr
 
 def test_forwards_chunked_request_bodies(emulators, bucket):
     parts = [os.urandom(70_000), os.urandom(5), os.urandom(130_000)]
-    with FaultProxy(emulators.gcs, rate=0.0) as proxy:
+    with FaultProxy(emulators.gcs_direct, rate=0.0) as proxy:
         status, _, body = _request(
             proxy,
             "POST",
@@ -77,7 +77,7 @@ def test_forwards_chunked_request_bodies(emulators, bucket):
 
 
 def test_rewrites_upstream_location_headers(emulators, bucket):
-    with FaultProxy(emulators.gcs, rate=0.0) as proxy:
+    with FaultProxy(emulators.gcs_direct, rate=0.0) as proxy:
         status, headers, _ = _request(
             proxy,
             "POST",
@@ -91,7 +91,7 @@ def test_rewrites_upstream_location_headers(emulators, bucket):
 
 def test_injects_statuses_at_the_configured_rate(emulators, bucket):
     n = 300
-    with FaultProxy(emulators.gcs, rate=0.25, faults=("429", "503"), seed=11) as proxy:
+    with FaultProxy(emulators.gcs_direct, rate=0.25, faults=("429", "503"), seed=11) as proxy:
         seen = Counter(_request(proxy, "GET", f"/storage/v1/b/{bucket}")[0] for _ in range(n))
     assert seen[429] == proxy.counts["429"] > 0
     assert seen[503] == proxy.counts["503"] > 0
@@ -102,7 +102,7 @@ def test_injects_statuses_at_the_configured_rate(emulators, bucket):
 
 def test_same_seed_same_decisions(emulators):
     def decisions(seed: int) -> list:
-        proxy = FaultProxy(emulators.gcs, rate=0.3, seed=seed)
+        proxy = FaultProxy(emulators.gcs_direct, rate=0.3, seed=seed)
         try:
             return [proxy.decide("GET", "/x") for _ in range(100)]
         finally:
@@ -114,7 +114,9 @@ def test_same_seed_same_decisions(emulators):
 
 
 def test_match_limits_faults_to_selected_requests(emulators, bucket):
-    only_uploads = FaultProxy(emulators.gcs, rate=1.0, faults=("503",), match=lambda method, path: method == "POST")
+    only_uploads = FaultProxy(
+        emulators.gcs_direct, rate=1.0, faults=("503",), match=lambda method, path: method == "POST"
+    )
     with only_uploads as proxy:
         assert _request(proxy, "GET", f"/storage/v1/b/{bucket}")[0] == 200
         assert _request(proxy, "POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name=m", body=b"x")[0] == 503
@@ -123,7 +125,7 @@ def test_match_limits_faults_to_selected_requests(emulators, bucket):
 
 def test_reset_drops_the_connection(emulators, bucket):
     with (
-        FaultProxy(emulators.gcs, rate=1.0, faults=("reset",)) as proxy,
+        FaultProxy(emulators.gcs_direct, rate=1.0, faults=("reset",)) as proxy,
         pytest.raises((ConnectionError, http.client.HTTPException)),
     ):
         _request(proxy, "GET", f"/storage/v1/b/{bucket}")
@@ -131,7 +133,7 @@ def test_reset_drops_the_connection(emulators, bucket):
 
 
 def test_stall_times_the_client_out_after_the_upstream_did_the_work(emulators, bucket, gcs_client):
-    with FaultProxy(emulators.gcs, rate=1.0, faults=("stall",), stall_seconds=30) as proxy:
+    with FaultProxy(emulators.gcs_direct, rate=1.0, faults=("stall",), stall_seconds=30) as proxy:
         with pytest.raises(OSError):  # a timeout (or the reset that ends the stall)
             _request(
                 proxy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -392,3 +393,22 @@ def test_large_object_created_by_someone_else_after_planning_is_a_conflict(setup
     assert setup.items()["audio/big.flac"]["state"] == "conflict"
     assert _listing(gcs_client, setup.bucket)["c/audio/big.flac"][2] == other.generation
     assert _listing(gcs_client, setup.bucket, PARTS_PREFIX) == {}
+
+
+def test_a_new_plan_names_what_an_earlier_run_completed(setup, gcs_client):
+    """Objects an earlier run wrote, still at the generation it wrote, are skipped as 'completed-earlier';
+    one rewritten since with equal bytes is only 'already-migrated'; verify checks both as in place."""
+    from migrate.verification.verify import verify_plan
+
+    setup.run(setup.plan("w1"))
+    rewritten = "meta/001.json"
+    gcs_client.bucket(setup.bucket).blob("c/" + rewritten).upload_from_string((setup.tree / rewritten).read_bytes())
+    result = pipeline.plan(setup.cfg, "w2")
+    lines = Path(result.paths["skipped"]).read_text(encoding="utf-8").splitlines()
+    reasons = {row["relpath"]: row["reason"] for row in map(json.loads, lines)}
+    assert reasons.pop(rewritten) == "already-migrated"
+    assert set(reasons.values()) == {"completed-earlier"} and len(reasons) == len(_files()) - 1
+    assert result.summary["skipped"]["by_reason"]["completed-earlier"]["files"] == len(_files()) - 1
+    assert result.summary["already_migrated"]["files"] == len(_files())
+    rep = verify_plan(setup.cfg, Path(result.paths["plan"]))
+    assert rep.ok and rep.objects.previously_migrated == len(_files()) and rep.objects.planned == 0

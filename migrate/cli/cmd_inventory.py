@@ -8,6 +8,7 @@ import typer
 
 from migrate.cli import render
 from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, print_json
+from migrate.cli.engine_opts import EngineOpt, EngineWorkersOpt, SchedulerOpt
 from migrate.config import load_config
 from migrate.inventory import InventoryReport, run_inventory
 from migrate.ledger import connect
@@ -25,12 +26,32 @@ def register(app: typer.Typer) -> None:
         source: Annotated[list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")] = None,
         as_json: JsonOpt = False,
         quiet: QuietOpt = False,
+        engine: EngineOpt = "local",
+        engine_workers: EngineWorkersOpt = None,
+        scheduler: SchedulerOpt = None,
     ) -> None:
         """Scan the on-prem catalog trees and listener logs into the local ledger."""
         cfg = load_config(config)
+        if engine != "local":
+            from migrate.engine import check_engine
+
+            check_engine(engine)
         conn = connect(cfg.project.state_dir)
         with render.status_spinner("inventory", enabled=not (as_json or quiet)) as reporter:
-            result = run_inventory(cfg, conn, hash=hash, report=reporter, sources=source)
+            if engine == "dask":
+                from migrate.engine.dask_inventory import run_inventory_dask
+
+                result = run_inventory_dask(
+                    cfg,
+                    conn,
+                    hash=hash,
+                    report=reporter,
+                    sources=source,
+                    workers=engine_workers,
+                    scheduler=scheduler,
+                )
+            else:
+                result = run_inventory(cfg, conn, hash=hash, report=reporter, sources=source)
         if as_json:
             print_json(result.to_dict())
         elif not quiet:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from typing import Annotated
 
@@ -56,8 +55,5 @@ def register(app: typer.Typer) -> None:
                 f"--mount {bad[0]!r} is not a source name", "pass the name of a [[catalog]] or [[listeners]]"
             )
         cmd = worker_command(scheduler, mount, nworkers=nworkers, nthreads=nthreads, name=name)
-        try:
-            code = subprocess.call(cmd, env=dict(os.environ))
-        except KeyboardInterrupt:
-            code = 130
-        raise typer.Exit(code)
+        sys.stdout.flush()
+        os.execv(cmd[0], cmd)  # the worker replaces this process: signals (systemd stop) reach it directly

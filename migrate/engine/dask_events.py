@@ -36,7 +36,6 @@ from migrate.ledger import now, transaction
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
-from migrate.retry import describe
 from migrate.transfer.replay_state import COMMIT_EVERY, ReplaySummary
 
 LATE_REPORTS = 30.0  # seconds a finished task's last reports may take to arrive
@@ -175,6 +174,7 @@ class _Driver:
                 with transaction(self.conn):  # a rerun: the dead attempt stays counted in `interrupted`
                     self.count_attempt(f.item["relpath"], f.item["seq"])
             f.token, f.last_n = msg["token"], msg["n"]
+            self.maybe_finish(f)  # its result may have come first
             return
         if msg["t"] != "wm" or msg["token"] != f.token:
             return
@@ -217,11 +217,8 @@ class _Driver:
         f = self.files.get(future.key)
         if f is None:
             return
-        if future.status == "finished":
-            f.result = future.result()
-        else:
-            error = "cancelled" if future.status == "cancelled" else describe(future.exception())
-            f.result = {"state": "failed", "error": error, "clean": False}
+        result, error = self.engine.outcome(future)
+        f.result = result if result is not None else {"state": "failed", "error": error, "clean": False}
         future.release()
         f.parked_at = time.monotonic()
         self.maybe_finish(f)
@@ -332,6 +329,12 @@ class _Driver:
                     if f.result is not None and time.monotonic() - f.parked_at > LATE_REPORTS:
                         self.maybe_finish(f, timed_out=True)
                 self.engine.poll_workers()
+        except BaseException:
+            try:  # aborted: tasks on a long-lived cluster finish what is in flight and stop
+                self.engine.set_fence(stop=True)
+            except Exception:
+                pass
+            raise
         finally:
             self.quarantine.close()
         self.summary.interrupted = self.stop.is_set()

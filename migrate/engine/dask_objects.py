@@ -26,9 +26,12 @@ from migrate.ledger import items
 from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
-from migrate.retry import describe
-from migrate.transfer.copier import Outcome, Work, part_layout
-from migrate.transfer.objects import ObjectsSummary, _Dispatch, iter_work
+from migrate.targets.buckets import RESUMABLE, BucketSettings
+from migrate.transfer.composite_steps import part_layout
+from migrate.transfer.dispatch import Dispatch
+from migrate.transfer.objects import ObjectsSummary, iter_work
+from migrate.transfer.outcome import Outcome
+from migrate.transfer.tasks import Work
 
 BATCH_ITEMS = 64  # items per task at most: Dask costs about 1 ms per task
 BATCH_BYTES = 64 * 1024 * 1024
@@ -70,17 +73,20 @@ def copy_objects_dask(
     report: Reporter,
     stop: threading.Event,
     summary: ObjectsSummary,
+    buckets: dict[str, BucketSettings] | None = None,
 ) -> ObjectsSummary:
     """Copy every pending or failed object item of the plan on the cluster; see the module docstring."""
     from migrate.engine.dask_worker import copy_batch
 
     started = time.monotonic()
-    d = _Dispatch(conn, cfg, plan, None, summary, report)
+    summary.upload_paths = {name: b.describe() for name, b in sorted((buckets or {}).items())}
+    d = Dispatch(conn, cfg, plan, None, summary, report, buckets or {})
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     slots = engine.slots
     todo = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN)
-    batches = _Batches(max(1, min(BATCH_ITEMS, todo // (4 * slots))))
+    # several tasks per slot; under a bandwidth cap fewer, longer ones: a lease changes hands at task ends
+    batches = _Batches(max(1, min(BATCH_ITEMS, todo // ((2 if bwlimit else 4) * slots))))
     spec = {"plan_id": plan.plan_id, "run_id": run_id, "bw": lease_for("bw", plan.plan_id, bwlimit, slots)}
     nonce = uuid.uuid4().hex[:8]
     in_flight: dict[str, tuple[list[Work], object]] = {}
@@ -102,7 +108,9 @@ def copy_objects_dask(
                     for batch in batches.drain():
                         submit(batch)
                 elif d.is_large(w):
-                    if w.upload_state is None:
+                    if d.path_for(w) == RESUMABLE:
+                        w.upload_state = {"kind": RESUMABLE}  # told to the worker, not recorded: see copy_large
+                    elif w.upload_state is None:
                         part_size, n_parts = part_layout(w.size, cfg.transfer, None)
                         d.ledger.set_upload_state(
                             w.seq, {"kind": "composite", "part_size": part_size, "parts": n_parts}
@@ -135,7 +143,7 @@ def copy_objects_dask(
     return summary
 
 
-def _handle(got: tuple, d: _Dispatch, engine: DaskEngine, in_flight: dict, run_id: int, report: Reporter) -> None:
+def _handle(got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id: int, report: Reporter) -> None:
     kind, payload = got
     if kind == "msg":
         handle_progress(payload, engine, run_id, report)
@@ -146,8 +154,8 @@ def _handle(got: tuple, d: _Dispatch, engine: DaskEngine, in_flight: dict, run_i
         return
     batch = entry[0]
     engine.stats.finished(future.key)
-    if future.status == "finished":
-        result = future.result()
+    result, error = engine.outcome(future)
+    if result is not None:
         by_seq = {w.seq: w for w in batch}
         nbytes = 0
         for o in result["outcomes"]:
@@ -157,9 +165,8 @@ def _handle(got: tuple, d: _Dispatch, engine: DaskEngine, in_flight: dict, run_i
         if result["fenced"]:  # another run owns the plan now: these items are its business
             d.stopping = True
     else:
-        error = "cancelled" if future.status == "cancelled" else describe(future.exception())
         for w in batch:
-            d.finish(Outcome(w.seq, "failed" if future.status != "cancelled" else "pending", error=error), w)
+            d.finish(Outcome(w.seq, ItemState.PENDING if error == "cancelled" else ItemState.FAILED, error=error), w)
     future.release()
 
 

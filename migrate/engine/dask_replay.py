@@ -32,6 +32,7 @@ from migrate.transfer.replay_state import COMMIT_EVERY, COMMIT_INTERVAL, FileSta
 
 FENCE_EVERY = 1000  # records between fence checks
 POLL = 0.02  # seconds between looks at the committed watermark while over the ceiling
+STALL = 300.0  # seconds without a commit before a task stops waiting for its driver
 
 
 class _Fenced(Exception):
@@ -188,12 +189,18 @@ class _Task:
         return int(self.base["published"]) + st.registered - self.committed
 
     def wait_below_ceiling(self, st: FileState, pub: EventPublisher) -> None:
+        """Wait for the driver to commit; a driver gone for STALL seconds means stop (acks still drain)."""
         pub.flush()
         polls = 0
+        last, since = self.committed, time.monotonic()
         while True:
             self.report(st)
             value = self.wm_var.get(timeout=10)
             self.committed = int(value["published"])
+            if self.committed != last:
+                last, since = self.committed, time.monotonic()
+            elif time.monotonic() - since > STALL:
+                self.stopped = True
             if self.total_above(st) < self.ceiling and not window_full(st):
                 return
             polls += 1

@@ -25,6 +25,8 @@ from migrate.errors import UsageError
 MOUNT_PREFIX = "mnt_"
 MOUNT_GRACE = 2.0  # seconds to wait for workers to register before a missing mount is an error
 WORKERS_POLL = 1.0
+RESULT_TIMEOUT = 20.0
+RESULT_TRIES = 3
 
 
 def mount_resource(source: str) -> str:
@@ -131,7 +133,7 @@ class DaskEngine:
                 threads_per_worker=threads,
                 processes=True,
                 resources={mount_resource(s): threads for s in sources},
-                dashboard_address=None,
+                dashboard_address=":0",
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self.cluster, set_as_default=False)
@@ -157,8 +159,16 @@ class DaskEngine:
 
     def start_run(self, run_id: int) -> None:
         """Claim the plan for this run: tasks of any earlier run publish nothing from now on."""
+        from migrate.engine.dask_worker import warm_up
+
         self.run_id = run_id
         self.set_fence(stop=False)
+        # each worker's own client (leases, Variables) is made before the clock of the first stage starts
+        futures = [
+            self.client.submit(warm_up, self.plan_id, workers=[a], allow_other_workers=False, pure=False)
+            for a in sorted(self._alive)
+        ]
+        self.client.gather(futures, errors="skip")
 
     def set_fence(self, *, stop: bool) -> None:
         from distributed import Variable
@@ -220,6 +230,26 @@ class DaskEngine:
         future.add_done_callback(lambda f: self.inbox.put(("done", f)))
         self.stats.tasks += 1
         return future
+
+    def outcome(self, future) -> tuple[Any, str | None]:
+        """(the task's result, None), or (None, why there is none). Never waits forever.
+
+        A result is fetched from the worker that holds it; a fetch that does not answer within
+        RESULT_TIMEOUT is tried again, then the task counts as failed (its items are retried by
+        the next run, where create-once finds what it did).
+        """
+        from migrate.retry import describe
+
+        if future.status == "cancelled":
+            return None, "cancelled"
+        for _ in range(RESULT_TRIES):
+            try:
+                return future.result(timeout=RESULT_TIMEOUT), None
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                return None, describe(exc)
+        return None, f"the result of task {future.key} could not be fetched from its worker"
 
     def next(self, timeout: float) -> tuple[str, Any] | None:
         try:

@@ -23,7 +23,11 @@ from distributed import Variable, WorkerPlugin, get_worker
 from migrate.config import Config
 from migrate.engine.leases import held
 from migrate.progress import Event
-from migrate.transfer.copier import Copier, LargeJob, Outcome, Work, part_layout
+from migrate.targets.buckets import COMPOSITE, RESUMABLE
+from migrate.transfer.composite_steps import part_layout
+from migrate.transfer.copier import Copier
+from migrate.transfer.outcome import Outcome, outcome_of
+from migrate.transfer.tasks import LargeJob, Work
 
 PROGRESS_INTERVAL = 0.5  # seconds between a task's progress messages
 FENCE_TIMEOUT = 10.0
@@ -61,6 +65,11 @@ class MigratePlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         self.worker = worker
         self.abort = threading.Event()
+        try:  # clients are built once per process, before the first task needs them
+            self.gcs()
+            self.publisher_client()
+        except Exception:
+            pass  # missing credentials surface as the items' errors, in the driver's summary
 
     def teardown(self, worker) -> None:
         self.abort.set()
@@ -151,6 +160,12 @@ def fenced(plan_id: str, run_id: int) -> bool:
     return read_fence(plan_id).get("run") != run_id
 
 
+def warm_up(plan_id: str) -> bool:
+    """A no-op task that makes the worker's client (get_client) and reads the fence once."""
+    read_fence(plan_id)
+    return True
+
+
 # --- objects -------------------------------------------------------------------------------------
 
 
@@ -188,57 +203,71 @@ def _no_throttle(n: int) -> None:
 
 
 def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
-    """One large item inside one task: prepare, its parts one after another, compose.
+    """One large item inside one task, on the path the driver chose for its bucket (upload_state kind).
 
-    The parts and the compose are the copier's, as in the single-process engine; a rerun (this
-    task on another worker) finds the parts an earlier attempt uploaded and re-sends only the rest.
+    Composite: prepare, its parts one after another, compose; a rerun (this task on another worker)
+    finds the parts an earlier attempt uploaded and re-sends only the rest. Resumable: the session's
+    steps one after another; the driver does not record the session in the ledger on this engine, so
+    a run killed mid-file starts that file's upload again (a new session, same precondition).
+    The job's one cleanup hook runs when it ends for good, as in the single-process engine.
     """
+    if (w.upload_state or {}).get("kind") == RESUMABLE:
+        job = LargeJob(w, RESUMABLE, session=None)
+        while True:
+            step = copier.resumable_step(job)
+            if isinstance(step, Outcome):
+                if step.state in ("conflict", "source-changed"):
+                    copier.cancel_session(job)
+                return step
+            job.session = step
     part_size, n_parts = part_layout(w.size, cfg.transfer, w.upload_state)
-    job = LargeJob(w, part_size, n_parts, resumed=w.upload_state is not None)
+    job = LargeJob(w, COMPOSITE, part_size, n_parts, resumed=w.upload_state is not None)
     prepared = copier.prepare_large(job)
     if isinstance(prepared, Outcome):
-        return prepared
-    for index in range(n_parts):
-        part = copier.upload_part(job, index)
-        job.retries += part.retries
-        if part.error is not None:
-            err = part.error
-            outcome = copier._guard(w, lambda retries, err=err: _raise(err))
-            if outcome.state == "source-changed":
-                copier.delete_parts(w, n_parts, [0])
-            outcome.retries += job.retries
-            outcome.uploaded = sum(p.uploaded for p in job.parts.values())
-            return outcome
-        job.parts[index] = part
-    return copier.compose_large(job)
-
-
-def _raise(err: BaseException) -> Outcome:
-    raise err
+        outcome = prepared
+    else:
+        outcome = None
+        for index in range(n_parts):
+            part = copier.upload_part(job, index)
+            job.retries += part.retries
+            if part.error is not None:
+                outcome = outcome_of(w.seq, part.error, w.path)
+                outcome.retries += job.retries
+                outcome.uploaded = sum(p.uploaded for p in job.parts.values())
+                break
+            job.parts[index] = part
+        outcome = outcome or copier.compose_large(job)
+    if outcome.state in ("done", "conflict", "source-changed"):
+        copier.delete_parts(job)
+    return outcome
 
 
 # --- inventory -----------------------------------------------------------------------------------
 
 
-def walk_dirs(source, dirs: list[tuple[bytes, bytes]], limit: int) -> dict:
-    """Walk directories of a catalog source until `limit` entries; returns them and the dirs left."""
+def walk_dirs(source, dirs: list[tuple[bytes, bytes]], limit: int, visited: set | None = None) -> dict:
+    """Walk directories of a catalog source until `limit` entries; returns them and the dirs left.
+
+    visited (follow_symlinks only): directories already walked, carried from task to task.
+    """
     from migrate.sources.globs import PathFilter
     from migrate.sources.tree import WalkStats, scan_dir
 
     stats = WalkStats()
     flt = PathFilter(source.include, source.exclude)
-    visited: set[tuple[int, int]] = set()
+    seen = visited if visited is not None else set()
     stack = list(reversed(dirs))
     entries = []
     while stack and len(entries) < limit:
         abs_dir, rel_dir = stack.pop()
-        entries.extend(scan_dir(source, abs_dir, rel_dir, stack, stats, flt, visited))
+        entries.extend(scan_dir(source, abs_dir, rel_dir, stack, stats, flt, seen))
     return {
         "worker": get_worker().address,
         "entries": entries,
         "left": list(reversed(stack)),
         "excluded": stats.excluded,
         "dirs": stats.dirs,
+        "visited": seen if visited is not None else None,
     }
 
 

@@ -14,6 +14,7 @@ little under the cap, never over it.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -53,11 +54,24 @@ def held(lease: Lease | None) -> Iterator[Callable[[int], object] | None]:
     if lease is None:
         yield None
         return
-    from distributed import Semaphore
-
-    sem = Semaphore(max_leases=lease.leases, name=lease.name)
+    sem = _semaphore(lease)
     sem.acquire()
     try:
         yield empty_bucket(lease.share).consume
     finally:
         sem.release()
+
+
+_semaphores: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def _semaphore(lease: Lease):
+    """One Semaphore object per lease name and worker process (each keeps a lease-refresh timer running)."""
+    from distributed import Semaphore
+
+    with _lock:
+        sem = _semaphores.get(lease.name)
+        if sem is None:
+            sem = _semaphores[lease.name] = Semaphore(max_leases=lease.leases, name=lease.name)
+        return sem

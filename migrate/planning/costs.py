@@ -60,7 +60,7 @@ def bucket_upload_paths(cfg: Config) -> dict[str, tuple[str, str]]:
 def composite_requests(size: int, cfg: Config) -> tuple[int, int]:
     """(part inserts, compose requests) of one composite upload: the run's part layout, composed in
     groups of 32 and then once more when there are more than 32 parts."""
-    from migrate.transfer.copier import part_layout
+    from migrate.transfer.composite_steps import part_layout
 
     _, parts = part_layout(size, cfg.transfer, None)
     return parts, (1 if parts <= MAX_COMPOSE else -(-parts // MAX_COMPOSE) + 1)

@@ -5,8 +5,9 @@ Two TEMP tables hold one row per inventoried entry of the snapshot, in plan orde
   plan_ev   listener logs   -> code NULL (planned) or a skip reason code
 Rows are keyed by (ord, relpath/path) so scanning a table gives the deterministic plan order.
 
-Earlier runs: for objects the bucket listing is the authority (an object an earlier run copied is
-in it, equal, so it is 'already-migrated'). An object the ledger marks done but the listing lacks
+Earlier runs: for objects the bucket listing is the authority. An object in it, equal, is
+'completed-earlier' when the ledger holds an earlier run's done item for it whose generation is
+still the live one, else 'already-migrated'. An object the ledger marks done but the listing lacks
 was deleted after migration; it is planned again and flagged (done_before), never silently
 dropped, so a final delta wave restores it and verify can pass. Log files have no listing: a file
 an earlier run replayed completely, unchanged since, is 'replayed-earlier'.
@@ -20,6 +21,7 @@ import sqlite3
 from migrate.config import Config
 from migrate.ledger.states import ItemKind, ItemState
 from migrate.names import object_name, object_name_problem
+from migrate.plan import SKIP_ALREADY_MIGRATED, SKIP_COMPLETED_EARLIER
 from migrate.planning.listing import insert_many
 
 OBJ_TABLES = """
@@ -148,6 +150,17 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
             END
             """
         )
+        # Equal in the bucket and still the generation an earlier run wrote: that run completed it.
+        conn.execute(
+            """
+            UPDATE plan_obj SET code = ?
+            WHERE code = ? AND EXISTS (
+              SELECT 1 FROM items i
+              WHERE i.bucket = plan_obj.bucket AND i.object = plan_obj.object AND i.state = ? AND i.kind = ?
+                AND i.generation = plan_obj.d_generation)
+            """,
+            (SKIP_COMPLETED_EARLIER, SKIP_ALREADY_MIGRATED, ItemState.DONE, ItemKind.OBJECT),
+        )
         # Done by an earlier run yet absent from the listing: deleted after migration. Planned again
         # (writes are idempotent) and counted, so the loss shows in the report instead of in verify.
         conn.execute(
@@ -168,6 +181,7 @@ def classify_objects(conn: sqlite3.Connection, cfg: Config, snapshot_id: int) ->
               WHEN 'rejected-name' THEN problem
               WHEN 'already-migrated' THEN CASE WHEN crc32c IS NULL THEN 'size matches (inventory not hashed)'
                                                 ELSE 'size and CRC32C match' END
+              WHEN 'completed-earlier' THEN printf('generation %d, written by an earlier run', d_generation)
               WHEN 'conflict' THEN printf('bucket has %d bytes, crc32c %s; source has %d bytes, crc32c %s',
                                           d_size, COALESCE(d_crc32c, '-'), size, COALESCE(crc32c, 'not hashed'))
             END

@@ -16,6 +16,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+# the bucket settings and the large-file path they allow live in one place: targets.buckets
+from migrate.targets.buckets import (  # noqa: F401 (re-exported for preflight and the cost estimate)
+    COMPOSITE,
+    RESUMABLE,
+    BucketSettings,
+    composite_blockers,
+    large_file_path,
+    upload_path,
+)
+
 T = TypeVar("T")
 Call = Callable[[Callable[[], T]], T]  # runs a request under the caller's retry policy
 
@@ -26,18 +36,6 @@ class Missing(Exception):
 
 class Denied(Exception):
     """The caller may not even look at the resource (403 / PERMISSION_DENIED)."""
-
-
-@dataclass(frozen=True)
-class BucketSettings:
-    """The bucket settings that decide how large files may be uploaded (see `upload_path`)."""
-
-    name: str
-    storage_class: str = "STANDARD"
-    versioning: bool = False
-    soft_delete_seconds: int = 0
-    retention_seconds: int = 0
-    default_event_based_hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,53 +105,3 @@ class TopicAdmin(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-# --- the large-file upload path of a bucket ------------------------------------------------------
-
-COMPOSITE, RESUMABLE = "composite", "resumable"
-
-
-def composite_blockers(settings: BucketSettings) -> list[str]:
-    """Why composite parts could not be deleted for good in this bucket (empty: they can)."""
-    reasons = []
-    if settings.retention_seconds:
-        reasons.append("retention policy")
-    if settings.default_event_based_hold:
-        reasons.append("default event-based hold")
-    if settings.versioning:
-        reasons.append("versioning on")
-    if settings.soft_delete_seconds:
-        reasons.append("soft delete on")
-    return reasons
-
-
-def large_file_path(settings: BucketSettings, storage_class: str | None = None) -> str:
-    """COMPOSITE or RESUMABLE for a large object of this class (None: the bucket's default class).
-
-    Parallel composite uploads are safe only where parts can be composed and then really deleted:
-    - compose needs every source in the destination's storage class, and parts in a cold class pay
-      early deletion (https://cloud.google.com/storage/docs/composite-objects,
-      https://cloud.google.com/storage/pricing#early-delete);
-    - with object versioning or soft delete on, deleting a part keeps its bytes billable
-      (https://cloud.google.com/storage/docs/object-versioning, https://cloud.google.com/storage/docs/soft-delete);
-    - a retention policy or an event-based hold makes parts undeletable
-      (https://cloud.google.com/storage/docs/bucket-lock, https://cloud.google.com/storage/docs/object-holds).
-    gcloud applies the same rules (https://cloud.google.com/storage/docs/parallel-composite-uploads).
-    """
-    cls = (storage_class or settings.storage_class).upper()
-    return COMPOSITE if cls == "STANDARD" and not composite_blockers(settings) else RESUMABLE
-
-
-def upload_path(settings: BucketSettings, object_classes: Iterable[str] = ()) -> tuple[str, str]:
-    """(COMPOSITE if any large file bound for this bucket is uploaded as parts, else RESUMABLE; why)."""
-    classes = sorted(set(object_classes)) or [settings.storage_class]
-    blockers = composite_blockers(settings)
-    if blockers:
-        return RESUMABLE, "; ".join(blockers)
-    cold = [c for c in classes if large_file_path(settings, c) == RESUMABLE]
-    if len(cold) == len(classes):
-        return RESUMABLE, f"storage class {', '.join(cold)}"
-    if cold:
-        return COMPOSITE, f"STANDARD objects; resumable for {', '.join(cold)}"
-    return COMPOSITE, "STANDARD, no versioning, soft delete, retention policy or holds"

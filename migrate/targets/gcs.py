@@ -79,10 +79,15 @@ class StreamedBody(Protocol):
 
 
 class TransportCorruption(ConnectionError):
-    """GCS stored bytes whose CRC32C differs from the bytes we sent.
+    """GCS got other bytes than we sent: it refused them (400) or, not validating, stored them as `generation`.
 
-    A ConnectionError, so the shared classifier retries it like any other damaged transfer.
+    A ConnectionError, so the classifier retries it; the retry replaces a stored damaged generation under
+    ifGenerationMatch=generation, no delete needed (https://cloud.google.com/storage/docs/request-preconditions).
     """
+
+    def __init__(self, message: str, generation: int | None = None) -> None:
+        super().__init__(message)
+        self.generation = generation
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,18 @@ def _content_type_of_suffixes(suffixes: str) -> str:
 
 def object_metadata(mtime_ns: int, plan_id: str) -> dict[str, str]:
     return {MTIME_KEY: str(mtime_ns // 1_000_000_000), PLAN_KEY: plan_id}
+
+
+def object_resource(name: str, content_type: str, metadata: dict | None, crc32c: str | None, cls: str | None) -> dict:
+    """The object metadata an upload starts with; GCS validates the bytes against its crc32c."""
+    resource: dict = {"name": name, "contentType": content_type}
+    if metadata:
+        resource["metadata"] = metadata
+    if crc32c:
+        resource["crc32c"] = crc32c
+    if cls:
+        resource["storageClass"] = cls
+    return resource
 
 
 def part_prefix(plan_id: str, seq: int) -> str:
@@ -152,13 +169,18 @@ def _pool(base: str, pool_size: int, timeout: tuple[float, float]) -> urllib3.Po
     return urllib3.ProxyManager(proxy, **kwargs) if proxy else urllib3.PoolManager(**kwargs)
 
 
-def _error(method: str, url: str, status: int, data: bytes) -> gexc.GoogleAPICallError:
+def _error(method: str, url: str, status: int, data: bytes) -> Exception:
     try:
         message = json.loads(data)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = data[:200].decode("utf-8", "replace")
     path = urlsplit(url).path
-    return gexc.from_http_status(status, f"{method} {path}: {message or 'HTTP ' + str(status)}")
+    text = f"{method} {path}: {message or 'HTTP ' + str(status)}"
+    if status == 400 and "crc32c" in (message or "").lower():
+        # GCS validated the CRC32C we sent and the bytes it received differ: damaged on the way
+        # (https://cloud.google.com/storage/docs/data-validation)
+        return TransportCorruption(f"HTTP 400: {text}")
+    return gexc.from_http_status(status, text)
 
 
 class Gcs:
@@ -193,25 +215,36 @@ class Gcs:
                 ca_certs=_ca_certs() if base.startswith("https") else None,
             )
 
-    def _call(self, method: str, url: str, *, body=None, headers: dict | None = None, not_found_ok: bool = False):
-        """(status, decoded JSON or None); raises GoogleAPICallError for HTTP errors, builtin
-        ConnectionError / TimeoutError for transport trouble (both retryable for the classifier)."""
+    def send(self, method: str, url: str, *, body=None, headers: dict | None = None):
+        """The raw urllib3 response (resumable uploads read its headers); transport trouble becomes
+        builtin ConnectionError / TimeoutError."""
         all_headers = dict(self.headers)
         if headers:
             all_headers.update(headers)
-        if self.fast is not None:
-            status, data = self.fast.request(method, url, body, all_headers)
-            return self._result(method, url, status, data, not_found_ok)
         try:
-            response = self.http.urlopen(method, url, body=body, headers=all_headers)
+            return self.http.urlopen(method, url, body=body, headers=all_headers)
         except u3exc.TimeoutError as exc:
             raise TimeoutError(f"{method} {urlsplit(url).path}: {exc}") from exc
         except (u3exc.ProtocolError, u3exc.NewConnectionError, u3exc.ProxyError, u3exc.SSLError) as exc:
             raise ConnectionError(f"{method} {urlsplit(url).path}: {exc}") from exc
-        return self._result(method, url, response.status, response.data, not_found_ok)
 
-    @staticmethod
-    def _result(method: str, url: str, status: int, data: bytes, not_found_ok: bool):
+    def raise_for(self, method: str, url: str, response) -> None:
+        if response.status >= 400:
+            raise _error(method, url, response.status, response.data)
+
+    def _call(self, method: str, url: str, *, body=None, headers: dict | None = None, not_found_ok: bool = False):
+        """(status, decoded JSON or None); raises GoogleAPICallError for HTTP errors, builtin
+        ConnectionError / TimeoutError for transport trouble (both retryable for the classifier).
+        JSON calls go through the lean keep-alive client when there is one (it returns status and
+        body only, which is all a JSON call needs)."""
+        if self.fast is not None:
+            all_headers = dict(self.headers)
+            if headers:
+                all_headers.update(headers)
+            status, data = self.fast.request(method, url, body, all_headers)
+        else:
+            response = self.send(method, url, body=body, headers=headers)
+            status, data = response.status, response.data
         if status == 404 and not_found_ok:
             return status, None
         if status >= 400:
@@ -245,13 +278,7 @@ class Gcs:
             crc32c = crc32c or sent_crc
         else:
             sent_crc = None
-        resource: dict = {"name": name, "contentType": content_type}
-        if metadata:
-            resource["metadata"] = metadata
-        if crc32c:
-            resource["crc32c"] = crc32c
-        if storage_class:
-            resource["storageClass"] = storage_class
+        resource = object_resource(name, content_type, metadata, crc32c, storage_class)
         boundary = f"===migrate-{_BOUNDARY_BASE}-{next(_BOUNDARY_SEQ)}=="
         head = (
             f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
@@ -281,9 +308,9 @@ class Gcs:
         if sent_crc is None and not isinstance(body, bytes) and body.crc is not None:
             sent_crc = crc32c_b64(body.crc)
         if sent_crc is not None and info.crc32c is not None and info.crc32c != sent_crc:
-            self.delete(bucket, name, generation=info.generation)
             raise TransportCorruption(
-                f"gs://{bucket}/{name}: stored CRC32C {info.crc32c} differs from the {sent_crc} sent; deleted it"
+                f"gs://{bucket}/{name}: stored CRC32C {info.crc32c} differs from the {sent_crc} sent",
+                generation=info.generation,
             )
         return info
 
@@ -302,8 +329,14 @@ class Gcs:
         metadata: dict[str, str] | None = None,
         if_generation_match: int | None = 0,
         storage_class: str | None = None,
+        delete_sources: bool = False,
     ) -> ObjectInfo:
-        """Concatenate up to 32 objects of the bucket (pinned to their generations) into `name`."""
+        """Concatenate up to 32 objects of the bucket (pinned to their generations) into `name`.
+
+        delete_sources asks GCS to hard-delete the sources with the compose (deleteSourceObjects,
+        https://cloud.google.com/storage/docs/json_api/v1/objects/compose); a server that ignores it
+        leaves them for the caller's cleanup.
+        """
         if not 0 < len(sources) <= MAX_COMPOSE:
             raise ValueError(f"compose takes 1..{MAX_COMPOSE} sources, got {len(sources)}")
         destination: dict = {"contentType": content_type}
@@ -316,6 +349,8 @@ class Gcs:
             "sourceObjects": [{"name": s.name, "generation": str(s.generation)} for s in sources],
             "destination": destination,
         }
+        if delete_sources:
+            doc["deleteSourceObjects"] = True
         params = {"fields": _OBJECT_FIELDS}
         if if_generation_match is not None:
             params["ifGenerationMatch"] = str(if_generation_match)

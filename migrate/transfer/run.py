@@ -24,19 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrate.config import Config
-from migrate.errors import EventsUnverifiable, PlanError, UsageError
-from migrate.ledger import connect, items, latest_snapshot, now
-from migrate.ledger.items import drift, register_items
+from migrate.errors import EventsUnverifiable, UsageError
+from migrate.ledger import connect, items, now
+from migrate.ledger.items import register_items
 from migrate.ledger.states import ItemKind, ItemState
-from migrate.plan import ObjectItem, Plan, load_plan
+from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.ratelimit import limiter
 from migrate.retry import describe
 from migrate.transfer.objects import ObjectsSummary, concurrency, copy_objects, sweep_parts
+from migrate.transfer.plan_checks import check_drift, check_identity
 
 KINDS = ("all", "objects", "events")
-DRIFT_SHOWN = 20
-IDENTITY_SAMPLE = 200
 
 
 @dataclass(frozen=True)
@@ -258,6 +257,7 @@ def _objects(
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
+    buckets = _bucket_settings(conn, cfg, plan, client, summary)
     if engine is not None:
         from migrate.engine.dask_objects import copy_objects_dask
 
@@ -271,9 +271,10 @@ def _objects(
             report=report,
             stop=stop,
             summary=summary.objects,
+            buckets=buckets,
         )
     else:
-        result = _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary)
+        result = _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary, buckets)
     if result.halted:
         summary.warnings.append(result.halted)
     if not stop.is_set() and not result.halted:
@@ -284,7 +285,7 @@ def _objects(
     return result
 
 
-def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary) -> ObjectsSummary:
+def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary, buckets) -> ObjectsSummary:
     return copy_objects(
         conn,
         cfg,
@@ -296,7 +297,26 @@ def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, sum
         stop=stop,
         abort=abort,
         summary=summary.objects,
+        buckets=buckets,
     )
+
+
+def _bucket_settings(conn, cfg: Config, plan: Plan, client, summary: RunSummary) -> dict:
+    """Each bucket with large files to copy, read once: its settings pick the upload path (targets.buckets)."""
+    from migrate.retry import call_with_retry
+    from migrate.targets.gcs_admin import GcsAdmin
+    from migrate.transfer.objects import large_file_buckets
+
+    admin = GcsAdmin(client, lambda fn: call_with_retry(fn, cfg.transfer), cfg.transfer.timeout)
+    out = {}
+    for name in large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold):
+        try:
+            out[name] = admin.settings(name)
+        except Exception as exc:  # the safe path needs no settings: resumable uploads work in any bucket
+            summary.warnings.append(
+                f"could not read the settings of bucket {name} ({describe(exc)}); its large files use resumable uploads"
+            )
+    return out
 
 
 def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, engine=None) -> dict | None:
@@ -359,55 +379,3 @@ def totals(conn, plan: Plan, kinds: str = "all") -> dict:
         out["files"] = len(rows)
         out["events"] = sum(max(0, expected.get(seq, 0) - published) for seq, published in rows)
     return out
-
-
-# --- refusing plans that do not belong to this inventory -------------------------------------------
-
-
-def check_identity(conn, plan: Plan) -> None:
-    """Refuse a plan made from another ledger's inventory (same snapshot number, other files).
-
-    The plan's snapshot must exist here, and a sample of its items must match that snapshot's
-    files (size, mtime, inode): they always do for a plan made from this ledger.
-    """
-    fix = f"run it with the config (state_dir) it was planned with, or re-plan: `migrate plan --name {plan.name}`"
-    snap = conn.execute("SELECT id FROM snapshots WHERE id=?", (plan.snapshot_id,)).fetchone()
-    if snap is None:
-        raise PlanError(
-            f"plan {plan.name} was made from inventory snapshot {plan.snapshot_id}, which this ledger does not have",
-            fix,
-        )
-    checked = 0
-    for item in plan.iter_items():
-        if checked >= IDENTITY_SAMPLE:
-            break
-        checked += 1
-        if isinstance(item, ObjectItem):
-            row = conn.execute(
-                "SELECT size, mtime_ns, inode FROM files WHERE source=? AND relpath=?", (item.source, item.relpath)
-            ).fetchone()
-        else:
-            row = conn.execute(
-                "SELECT size, mtime_ns, inode FROM event_files WHERE source=? AND path=?", (item.source, item.relpath)
-            ).fetchone()
-        if row is None:
-            if latest_snapshot(conn)["id"] == plan.snapshot_id:
-                raise PlanError(f"plan {plan.name} names {item.source}:{item.relpath}, unknown to this inventory", fix)
-            continue  # gone since: drift reports it
-        same = (row[0], row[1], row[2]) == (item.size, item.mtime_ns, item.inode)
-        if not same and latest_snapshot(conn)["id"] == plan.snapshot_id:
-            raise PlanError(
-                f"plan {plan.name} does not match this ledger's inventory ({item.source}:{item.relpath} differs);"
-                " it was made from another inventory",
-                fix,
-            )
-
-
-def check_drift(conn, plan: Plan) -> None:
-    count, names = drift(conn, plan, limit=DRIFT_SHOWN)
-    if count:
-        more = f" and {count - len(names)} more" if count > len(names) else ""
-        raise PlanError(
-            f"plan {plan.name}: {count} planned file(s) changed since planning: {', '.join(names)}{more}",
-            f"re-run `migrate inventory` and `migrate plan --name {plan.name}`, or pass --allow-drift",
-        )

@@ -1,0 +1,102 @@
+"""The work items the dispatcher hands to the pool, typed: one class per kind of task.
+
+A small file is one CopyOne. A large file is a LargeJob that goes one of two ways:
+  composite: PrepareLarge -> UploadPart x n -> Compose
+  resumable: ResumableStep, repeated: start the session, then one chunk per step (the dispatcher
+             records the session URI and each acknowledged offset in the ledger between steps)
+and, when it ends for good, at most one Cleanup (its parts deleted, or its session cancelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from migrate.targets.gcs import ObjectInfo
+from migrate.transfer.outcome import Outcome
+
+
+@dataclass(slots=True)
+class Work:
+    """One object item to copy: the manifest's fields plus the ledger's resume state."""
+
+    seq: int
+    source: str
+    relpath: str
+    path: str
+    bucket: str
+    object: str
+    size: int
+    mtime_ns: int | None
+    inode: int | None
+    crc32c: str | None
+    storage_class: str | None
+    replace_generation: int | None
+    upload_state: dict | None
+
+
+@dataclass(slots=True)
+class PartResult:
+    index: int
+    info: ObjectInfo | None
+    crc: int
+    length: int
+    uploaded: int = 0
+    reused: int = 0
+    retries: int = 0
+    error: BaseException | None = None  # why this part could not be uploaded
+
+
+@dataclass(slots=True)
+class LargeJob:
+    work: Work
+    kind: str  # targets.buckets.COMPOSITE | RESUMABLE
+    part_size: int = 0
+    n_parts: int = 0
+    resumed: bool = False
+    existing: dict[int, ObjectInfo] = field(default_factory=dict)
+    parts: dict[int, PartResult] = field(default_factory=dict)
+    outstanding: int = 0
+    retries: int = 0
+    corrupt: int = 0
+    uploaded: int = 0
+    reused: int = 0
+    error: Outcome | None = None
+    session: dict | None = None  # resumable: {"uri", "offset", "crc", "match"}, as the ledger holds it
+    query_first: bool = False  # resumable: ask the server what it holds before the next chunk
+    cleanup: Callable[[], object] | None = None  # registered where the resource is created
+    ending: Outcome | None = None  # recorded once the cleanup has run
+
+
+@dataclass(frozen=True, slots=True)
+class CopyOne:
+    work: Work
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareLarge:
+    job: LargeJob
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPart:
+    job: LargeJob
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Compose:
+    job: LargeJob
+
+
+@dataclass(frozen=True, slots=True)
+class ResumableStep:
+    job: LargeJob
+
+
+@dataclass(frozen=True, slots=True)
+class Cleanup:
+    job: LargeJob
+
+
+Task = CopyOne | PrepareLarge | UploadPart | Compose | ResumableStep | Cleanup

@@ -171,15 +171,12 @@ class Scenarios:
                 self._object_run(sid, ds, tool, rnd, with_s5)
 
     def _object_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int, with_s5: bool) -> None:
-        from migrate.local.emulators import start_gcs
 
         label = OBJECT_LABELS[tool]
         wd = self.x.workdir(sid, rnd, tool)
-        try:
-            gcs_root = self.x.emulator_root(sid, rnd, tool)
-            gcs = start_gcs(gcs_root, log_path=wd / "fake-gcs-server.log")
-        except Exception as exc:
-            self.x.fail(sid, label, rnd, f"could not start fake-gcs-server: {exc}")
+        gcs_root = self.x.emulator_root(sid, rnd, tool)
+        gcs = self._fresh_gcs(sid, label, rnd, gcs_root, wd)
+        if gcs is None:
             return
         try:
             create_bucket(gcs.url, BUCKET)
@@ -211,6 +208,16 @@ class Scenarios:
         finally:
             gcs.stop()
             self.x.cleanup(gcs_root, force=True)
+
+    def _fresh_gcs(self, sid: str, label: str, rnd: int, gcs_root: Path, wd: Path):
+        """A fresh fake-gcs-server for one timed run, or None (the round recorded as failed)."""
+        from migrate.local.emulators import start_gcs
+
+        try:
+            return start_gcs(gcs_root, log_path=wd / "fake-gcs-server.log")
+        except Exception as exc:
+            self.x.fail(sid, label, rnd, f"could not start fake-gcs-server: {exc}")
+            return None
 
     @staticmethod
     def _add_rates(res: Result, ds: datasets.Dataset) -> None:
@@ -311,15 +318,12 @@ class Scenarios:
 
     def _latency_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int) -> None:
         from bench.latency import LatencyProxy
-        from migrate.local.emulators import start_gcs
 
         label = LATENCY_LABELS[tool]
         wd = self.x.workdir(sid, rnd, tool)
         gcs_root = self.x.emulator_root(sid, rnd, tool)
-        try:
-            gcs = start_gcs(gcs_root, log_path=wd / "fake-gcs-server.log")
-        except Exception as exc:
-            self.x.fail(sid, label, rnd, f"could not start fake-gcs-server: {exc}")
+        gcs = self._fresh_gcs(sid, label, rnd, gcs_root, wd)
+        if gcs is None:
             return
         try:
             create_bucket(gcs.url, BUCKET)

@@ -26,9 +26,16 @@ from migrate.engine.dask_worker import Messages, current_plugin, fenced, read_fe
 from migrate.engine.leases import held
 from migrate.errors import SourceError
 from migrate.retry import describe
-from migrate.sources.eventlog import iter_records, source_attribute
+from migrate.sources.eventlog import iter_records
 from migrate.targets.pubsub import EventPublisher, topic_path
-from migrate.transfer.replay_state import COMMIT_EVERY, COMMIT_INTERVAL, FileState, Window, changed_since_plan
+from migrate.transfer.replay_state import (
+    COMMIT_EVERY,
+    COMMIT_INTERVAL,
+    FileState,
+    Window,
+    attributes_for,
+    changed_since_plan,
+)
 
 FENCE_EVERY = 1000  # records between fence checks
 POLL = 0.02  # seconds between looks at the committed watermark while over the ceiling
@@ -133,7 +140,7 @@ class _Task:
     def read(self, st: FileState, pub: EventPublisher, listener) -> None:
         pid, lname = self.plan_id, listener.name
         fixed = {"plan_id": pid, "listener": lname}
-        short_source = len(self.path.encode("utf-8", "surrogateescape")) < 1000
+        attributes = attributes_for(self.path)
         reader = iter_records(self.path, listener, st.watermark, st.line)
         planned_size = self.item["size"]
         since_report = since_fence = 0
@@ -160,12 +167,7 @@ class _Task:
                         self.wait_below_ceiling(st, pub)
                         if self.stopped or st.failed is not None:
                             break
-                    attrs = {
-                        "event_id": rec.event_id,
-                        "source": f"{self.path}:{rec.line}" if short_source else source_attribute(self.path, rec.line),
-                    }
-                    if rec.event_time:
-                        attrs["event_time"] = rec.event_time
+                    attrs = attributes(rec)
                     seq = st.register_event(rec)
                     pub.publish(rec.data, attrs, (st, seq), rec.ordering_key, fixed)
                 if since_report >= COMMIT_EVERY or (

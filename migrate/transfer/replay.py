@@ -34,7 +34,7 @@ from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
 from migrate.retry import describe
-from migrate.sources.eventlog import iter_records, source_attribute
+from migrate.sources.eventlog import iter_records
 from migrate.targets.pubsub import EventPublisher, topic_path
 from migrate.transfer.replay_state import (
     COMMIT_EVERY,
@@ -42,6 +42,7 @@ from migrate.transfer.replay_state import (
     FileState,
     ReplaySummary,
     Window,
+    attributes_for,
     changed_since_plan,
 )
 
@@ -173,7 +174,7 @@ class _Replay:
         pid = self.plan.plan_id
         lname = st.listener.name
         path = st.path
-        short_source = len(path.encode("utf-8", "surrogateescape")) < 1000
+        attributes = attributes_for(path)
         window = self.window
         q = self.quarantine
         assert q is not None
@@ -198,12 +199,7 @@ class _Replay:
                         self._wait_room(st)
                         if self.stop.is_set() or st.failed is not None:
                             break
-                    attrs = {
-                        "event_id": rec.event_id,
-                        "source": f"{path}:{rec.line}" if short_source else source_attribute(path, rec.line),
-                    }
-                    if rec.event_time:
-                        attrs["event_time"] = rec.event_time
+                    attrs = attributes(rec)
                     seq = st.register_event(rec)
                     pub.publish(rec.data, attrs, (st, seq), rec.ordering_key, fixed)
                 if since_commit >= COMMIT_EVERY or (

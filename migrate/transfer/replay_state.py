@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from migrate.config import ListenerSource
-from migrate.sources.eventlog import Record, only_appended
+from migrate.sources.eventlog import Record, only_appended, source_attribute
 
 COMMIT_EVERY = 1000  # records read between watermark commits (at most)
 COMMIT_INTERVAL = 0.5  # seconds between watermark commits while acks arrive
@@ -192,6 +193,25 @@ class Window:
                 return True
             self.cond.wait(timeout)
             return not self.full()
+
+
+def attributes_for(path: str) -> Callable[[Record], dict[str, str]]:
+    """The per-event message attributes of one log file: event_id, source (`file:line`) and event_time.
+
+    A path well under Pub/Sub's 1,024-byte attribute value limit skips the cut in source_attribute.
+    """
+    short = len(path.encode("utf-8", "surrogateescape")) < 1000
+
+    def attributes(rec: Record) -> dict[str, str]:
+        attrs = {
+            "event_id": rec.event_id,
+            "source": f"{path}:{rec.line}" if short else source_attribute(path, rec.line),
+        }
+        if rec.event_time:
+            attrs["event_time"] = rec.event_time
+        return attrs
+
+    return attributes
 
 
 def changed_since_plan(path: str, item) -> str | None:

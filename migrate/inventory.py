@@ -22,7 +22,7 @@ from migrate.ledger.states import LogStatus
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.sources.tree import Entry, WalkStats, walk
 
-BATCH = 2000
+BATCH = 5000
 EXAMPLES = 10
 HASH_THREADS = 4
 SIZE_BUCKETS = [
@@ -151,15 +151,18 @@ def _inventory_tree(
         pool = scanner.hash_pool(src) if hash else None
     else:
         pool = ThreadPoolExecutor(HASH_THREADS) if hash else None
+    # A source the ledger has no rows for (its first inventory) needs no lookups of earlier rows
+    fresh = conn.execute("SELECT 1 FROM files WHERE source=? LIMIT 1", (src.name,)).fetchone() is None
+    apply = _apply_fresh if fresh and pool is None else _apply_batch
     try:
         batch: list[Entry] = []
         for entry in scanner.walk(src, stats) if scanner is not None else walk(src, stats):
             batch.append(entry)
             if len(batch) >= BATCH:
-                _apply_batch(conn, src.name, snap, batch, pool, rep, report)
+                apply(conn, src.name, snap, batch, pool, rep, report)
                 batch = []
         if batch:
-            _apply_batch(conn, src.name, snap, batch, pool, rep, report)
+            apply(conn, src.name, snap, batch, pool, rep, report)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -260,6 +263,37 @@ def _apply_batch(
             " VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(source, relpath) DO UPDATE SET kind=excluded.kind,"
             " size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, crc32c=excluded.crc32c,"
             " reason=excluded.reason, seen=excluded.seen, changed=excluded.changed",
+            rows,
+        )
+    report(Event("file", name=source, n=len(batch)))
+
+
+def _apply_fresh(
+    conn: sqlite3.Connection,
+    source: str,
+    snap: int,
+    batch: list[Entry],
+    pool: None,
+    rep: CatalogReport,
+    report: Reporter,
+) -> None:
+    """_apply_batch for a source with no earlier rows: every file is new, nothing to look up or hash."""
+    files = [e.relpath for e in batch if e.kind == "file"]
+    rep.added += len(files)
+    rep.added_examples.extend(files[: max(0, EXAMPLES - len(rep.added_examples))])
+    if len(files) != len(batch):
+        for e in batch:
+            if e.kind == "symlink":
+                rep.symlinks += 1
+            elif e.kind != "file":
+                rep.anomalies += 1
+                if len(rep.anomaly_examples) < EXAMPLES:
+                    rep.anomaly_examples.append({"relpath": e.relpath, "reason": e.reason})
+    rows = [(source, e.relpath, e.kind, e.size, e.mtime_ns, e.inode, e.reason, snap, snap) for e in batch]
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO files(source, relpath, kind, size, mtime_ns, inode, reason, seen, changed)"
+            " VALUES(?,?,?,?,?,?,?,?,?)",
             rows,
         )
     report(Event("file", name=source, n=len(batch)))

@@ -8,7 +8,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
-from migrate.retry import describe, is_retryable, retrying
+from migrate.retry import call_with_retry, describe, is_retryable, retrying
 
 RETRIED = [
     gexc.from_http_status(408, "request timeout"),
@@ -81,6 +81,34 @@ def test_policy_fails_fast_on_a_permanent_error_and_gives_up_after_max_attempts(
     with pytest.raises(gexc.ServiceUnavailable):
         retrying(cfg, sleep=lambda s: None)(fn)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("policy", ["retrying", "call_with_retry"])
+def test_the_fast_first_attempt_keeps_the_policy(policy):
+    """call_with_retry makes its first attempt outside tenacity: same attempts, callbacks, waits and errors."""
+
+    def run(failures, cfg, seen, sleeps):
+        fn, calls = _flaky(failures)
+        on_retry = lambda e, n: seen.append((type(e).__name__, n))  # noqa: E731
+        if policy == "retrying":
+            return retrying(cfg, on_retry, sleep=sleeps.append)(fn), calls
+        return call_with_retry(fn, cfg, on_retry, sleep=sleeps.append), calls
+
+    cfg = TransferConfig(retry_initial_delay=1.0, retry_max_delay=4.0, retry_max_attempts=4)
+    seen: list[tuple[str, int]] = []
+    sleeps: list[float] = []
+    out, calls = run([gexc.ServiceUnavailable("x"), ConnectionResetError("y")], cfg, seen, sleeps)
+    assert out == "done" and len(calls) == 3
+    assert seen == [("ServiceUnavailable", 1), ("ConnectionResetError", 2)] and len(sleeps) == 2
+    assert 0 <= sleeps[0] <= 1.0 and 0 <= sleeps[1] <= 2.0  # the backoff of attempts 1 and 2, not shifted
+    seen.clear()
+    with pytest.raises(gexc.ServiceUnavailable):
+        run([gexc.ServiceUnavailable("down") for _ in range(10)], cfg, seen, sleeps)
+    assert [n for _, n in seen] == [1, 2, 3]  # four attempts in all, three retries counted
+    seen.clear()
+    with pytest.raises(gexc.NotFound):
+        run([gexc.NotFound("no bucket")], cfg, seen, sleeps)
+    assert seen == []
 
 
 def test_describe_is_one_line_with_the_status():

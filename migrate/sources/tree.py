@@ -72,15 +72,22 @@ def scan_dir(
         yield _anomaly(rel_dir or b".", abs_dir, f"directory cannot be read: {exc.strerror}")
         return
     subdirs: list[tuple[bytes, bytes]] = []
+    head = rel_dir + b"/" if rel_dir else b""
+    plain = not source.follow_symlinks
     for entry in entries:
-        rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
+        rel = head + entry.name
         try:
-            is_link = entry.is_symlink()
-            is_dir = entry.is_dir(follow_symlinks=source.follow_symlinks)
+            # a regular file (the common case) is known from the directory entry alone: no more probes
+            regular = plain and entry.is_file(follow_symlinks=False)
+            is_link = not regular and entry.is_symlink()
+            is_dir = not regular and entry.is_dir(follow_symlinks=source.follow_symlinks)
         except OSError as exc:
             yield _anomaly(rel, entry.path, f"cannot stat: {exc.strerror}")
             continue
-        text = _decode(rel)
+        try:
+            text: str | None = rel.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
         if is_link and not source.follow_symlinks:
             # a directory symlink is recorded whatever the globs say: what lies behind it is unknown
             to_dir = os.path.isdir(entry.path)  # False for a loop or a dangling link
@@ -127,13 +134,6 @@ def scan_dir(
             continue
         yield Entry(text, "file", entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
     stack.extend(reversed(subdirs))
-
-
-def _decode(rel: bytes) -> str | None:
-    try:
-        return rel.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def _anomaly(rel: bytes, path: bytes, reason: str, st: os.stat_result | None = None) -> Entry:

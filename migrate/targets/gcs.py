@@ -20,6 +20,7 @@ hides that prefix.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mimetypes
 import os
@@ -27,6 +28,7 @@ import secrets
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -40,6 +42,7 @@ from migrate.config import TransferConfig
 from migrate.errors import TargetError
 from migrate.hashing import crc32c_b64
 from migrate.retry import describe, retrying
+from migrate.targets.http1 import Http1
 
 PARTS_PREFIX = ".migrate-parts/"
 MTIME_KEY = "goog-reserved-file-mtime"  # seconds since the epoch, as gsutil and rclone write it
@@ -50,6 +53,10 @@ _LIST_FIELDS = "items(name,size,crc32c,generation),nextPageToken"
 # commas (the fields masks) stay literal: a query with no %-escapes takes urllib3's fast path,
 # where an escaped one is re-scanned character by character twice per request
 _QUERY_SAFE = ",()"
+# multipart boundaries: a random 96-bit prefix per process and a counter (no random syscall per object)
+_BOUNDARY_BASE = secrets.token_hex(12)
+_BOUNDARY_SEQ = itertools.count()
+_UPLOAD_QUERY = urlencode({"uploadType": "multipart", "fields": _OBJECT_FIELDS}, safe=_QUERY_SAFE)
 LIST_PAGE_SIZE = 1000
 Row = tuple[str, int, str | None, int]
 _CONTENT_TYPES = {".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
@@ -96,6 +103,16 @@ class ObjectInfo:
 
 
 def content_type(name: str) -> str:
+    # mimetypes reads only the trailing suffixes (type, encoding): everything after the base name's
+    # first dot decides, so the answer is cached per suffix chain rather than guessed per object
+    base = name.rsplit("/", 1)[-1]
+    dot = base.find(".", 1 if base.startswith(".") else 0)
+    return _content_type_of_suffixes(base[dot:] if dot > 0 else "")
+
+
+@lru_cache(maxsize=4096)
+def _content_type_of_suffixes(suffixes: str) -> str:
+    name = "x" + suffixes
     ext = os.path.splitext(name)[1].lower()
     return _CONTENT_TYPES.get(ext) or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
@@ -123,6 +140,20 @@ def part_prefix(plan_id: str, seq: int) -> str:
 # --- the API -----------------------------------------------------------------------------------
 
 
+def _ca_certs() -> str:
+    ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or os.environ.get("CURL_CA_BUNDLE")
+    if not ca:
+        import certifi
+
+        ca = certifi.where()
+    return ca
+
+
+def _proxy_for(base: str) -> str | None:
+    host = urlsplit(base).hostname or ""
+    return None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(urlsplit(base).scheme)
+
+
 def _pool(base: str, pool_size: int, timeout: tuple[float, float]) -> urllib3.PoolManager:
     """One connection pool, its proxy and CA settings read from the environment once, not per request."""
     parts = urlsplit(base)
@@ -133,13 +164,8 @@ def _pool(base: str, pool_size: int, timeout: tuple[float, float]) -> urllib3.Po
         "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]),
     }
     if parts.scheme == "https":
-        ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or os.environ.get("CURL_CA_BUNDLE")
-        if not ca:
-            import certifi
-
-            ca = certifi.where()
-        kwargs["ca_certs"] = ca
-    proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
+        kwargs["ca_certs"] = _ca_certs()
+    proxy = _proxy_for(base)
     return urllib3.ProxyManager(proxy, **kwargs) if proxy else urllib3.PoolManager(**kwargs)
 
 
@@ -176,9 +202,22 @@ class Gcs:
             client._credentials, http=_pool(base, pool_size, (min(connect_timeout, timeout), timeout))
         )
         self.headers = {"User-Agent": f"migrate/{__version__}", "Accept-Encoding": "identity"}
+        self.fast: Http1 | None = None  # the lean client, wherever no proxy stands in between
+        if _proxy_for(base) is None:
+            from google.auth.transport.urllib3 import Request
+
+            self.fast = Http1(
+                base,
+                client._credentials,
+                Request(self.http.http),
+                timeout=timeout,
+                connect_timeout=min(connect_timeout, timeout),
+                ca_certs=_ca_certs() if base.startswith("https") else None,
+            )
 
     def send(self, method: str, url: str, *, body=None, headers: dict | None = None):
-        """The raw response; transport trouble becomes builtin ConnectionError / TimeoutError."""
+        """The raw urllib3 response (resumable uploads read its headers); transport trouble becomes
+        builtin ConnectionError / TimeoutError."""
         all_headers = dict(self.headers)
         if headers:
             all_headers.update(headers)
@@ -195,9 +234,17 @@ class Gcs:
 
     def _call(self, method: str, url: str, *, body=None, headers: dict | None = None, not_found_ok: bool = False):
         """(status, decoded JSON or None); raises GoogleAPICallError for HTTP errors, builtin
-        ConnectionError / TimeoutError for transport trouble (both retryable for the classifier)."""
-        response = self.send(method, url, body=body, headers=headers)
-        status, data = response.status, response.data
+        ConnectionError / TimeoutError for transport trouble (both retryable for the classifier).
+        JSON calls go through the lean keep-alive client when there is one (it returns status and
+        body only, which is all a JSON call needs)."""
+        if self.fast is not None:
+            all_headers = dict(self.headers)
+            if headers:
+                all_headers.update(headers)
+            status, data = self.fast.request(method, url, body, all_headers)
+        else:
+            response = self.send(method, url, body=body, headers=headers)
+            status, data = response.status, response.data
         if status == 404 and not_found_ok:
             return status, None
         if status >= 400:
@@ -232,7 +279,7 @@ class Gcs:
         else:
             sent_crc = None
         resource = object_resource(name, content_type, metadata, crc32c, storage_class)
-        boundary = "===migrate-" + secrets.token_hex(12) + "=="
+        boundary = f"===migrate-{_BOUNDARY_BASE}-{next(_BOUNDARY_SEQ)}=="
         head = (
             f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
             + json.dumps(resource, ensure_ascii=False)
@@ -247,12 +294,13 @@ class Gcs:
             body.head, body.tail = head, tail
             data = body
             length = len(body)
-        params = {"uploadType": "multipart", "fields": _OBJECT_FIELDS}
-        if if_generation_match is not None:
-            params["ifGenerationMatch"] = str(if_generation_match)
+        # the query is the same for every upload but the precondition: no urlencode per object
+        query = _UPLOAD_QUERY + (
+            f"&ifGenerationMatch={int(if_generation_match)}" if if_generation_match is not None else ""
+        )
         _, doc = self._call(
             "POST",
-            f"{self.upload_api}/b/{bucket}/o?{urlencode(params, safe=_QUERY_SAFE)}",
+            f"{self.upload_api}/b/{quote(bucket, safe='')}/o?{query}",
             body=data,
             headers={"Content-Type": f'multipart/related; boundary="{boundary}"', "Content-Length": str(length)},
         )

@@ -32,7 +32,7 @@ from google.api_core import exceptions as gexc
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64
 from migrate.progress import Event, Reporter
-from migrate.retry import describe, retrying
+from migrate.retry import call_with_retry, describe
 from migrate.sources.filebody import FileBody, SourceChanged
 from migrate.targets.gcs import (
     Gcs,
@@ -85,7 +85,7 @@ class Copier(CompositeSteps, ResumableSteps):
             tally.note(exc)
             self.report(Event("retry", name=name, data={"error": describe(exc)}))
 
-        return retrying(self.cfg, on_retry, sleep=self.retry_sleep)(fn)
+        return call_with_retry(fn, self.cfg, on_retry, sleep=self.retry_sleep)
 
     def _progress(self, n: int) -> None:
         self.report(Event("bytes", n=n))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 
 from migrate.config import Config
@@ -28,9 +28,21 @@ from migrate.transfer.dispatch import Dispatch, submit
 from migrate.transfer.executor import BoundedExecutor
 from migrate.transfer.ramp import write_limiter
 from migrate.transfer.summary import ObjectsSummary
-from migrate.transfer.tasks import Work
+from migrate.transfer.tasks import CopyOne, Task, Work
 
 PAGE = 1000  # items read from the manifest and the ledger at a time
+# Small files are a round trip or two of waiting each, not bandwidth: at WAN latency (tens of ms per
+# request) `workers` uploads in flight leave the link idle most of the time. So up to SMALL_PER_WORKER
+# times as many small uploads run at once, while files from SMALL_OBJECT up (and large-file parts)
+# stay at `workers` concurrent streams. Each extra thread mostly waits on a socket; the memory it
+# holds is one file under SMALL_OBJECT.
+SMALL_OBJECT = 1024 * 1024
+SMALL_PER_WORKER = 4
+
+
+def concurrency(workers: int) -> int:
+    """Requests in flight at most (threads and connections): `workers` streams plus the small-file surplus."""
+    return workers * SMALL_PER_WORKER
 
 
 # --- the plan's pending items -------------------------------------------------------------------
@@ -127,27 +139,46 @@ def copy_objects(
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     exhausted = False
-    ex = BoundedExecutor(workers, max_in_flight=workers * 2)
+    threads = concurrency(workers)
+    ex = BoundedExecutor(threads, max_in_flight=threads + workers)
+    heavy = 0  # tasks in flight that stream a file of SMALL_OBJECT or more, or a large file's step
+    deferred: deque[Work] = deque()  # big items read while every stream slot was busy
+
+    def launch(task: Task) -> None:
+        nonlocal heavy
+        if _is_heavy(task):
+            heavy += 1
+        submit(ex, copier, task)
+
     try:
         while True:
             if stop.is_set() and not d.stopping:
                 d.stopping = True
             while ex.has_room():
-                task = d.next_ready()
-                if task is not None:
-                    submit(ex, copier, task)
-                    continue
-                if d.stopping or exhausted:
+                if heavy < workers:
+                    task = d.next_ready()
+                    if task is not None:
+                        launch(task)
+                        continue
+                    if deferred and not d.stopping:
+                        launch(d.start(deferred.popleft()))
+                        continue
+                if d.stopping or exhausted or len(deferred) >= PAGE:
                     break
                 w = next(works, None)
                 if w is None:
                     exhausted = True
                     break
-                submit(ex, copier, d.start(w))
-            if ex.in_flight == 0 and not d.ready:
+                if heavy >= workers and (w.size >= SMALL_OBJECT or d.is_large(w)):
+                    deferred.append(w)  # started when a stream slot frees; small items go on meanwhile
+                    continue
+                launch(d.start(w))
+            if ex.in_flight == 0 and not d.ready and (d.stopping or not deferred):
                 break
             done = ex.next_done(timeout=0.25)
             if done is not None:
+                if _is_heavy(done.tag):
+                    heavy -= 1
                 d.handle(done)
             d.ledger.maybe_flush()
     except BaseException:
@@ -165,6 +196,11 @@ def copy_objects(
     summary.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)
     summary.elapsed = time.monotonic() - started
     return summary
+
+
+def _is_heavy(task: Task) -> bool:
+    """Whether a task holds one of the `workers` stream slots (every large-file step does)."""
+    return not isinstance(task, CopyOne) or task.work.size >= SMALL_OBJECT
 
 
 def large_file_buckets(conn, plan_id: str, threshold: int) -> list[str]:

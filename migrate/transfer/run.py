@@ -32,7 +32,7 @@ from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.ratelimit import limiter
 from migrate.retry import describe
-from migrate.transfer.objects import ObjectsSummary, copy_objects, sweep_parts
+from migrate.transfer.objects import ObjectsSummary, concurrency, copy_objects, sweep_parts
 from migrate.transfer.plan_checks import check_drift, check_identity
 
 KINDS = ("all", "objects", "events")
@@ -254,7 +254,7 @@ def _objects(
     client = gcs_client or make_client(
         cfg.project.id, pool_size=4, impersonate=cfg.project.impersonate_service_account, endpoint=cfg.storage.endpoint
     )
-    gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=workers + 4)
+    gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
     buckets = _bucket_settings(conn, cfg, plan, client, summary)

@@ -6,11 +6,10 @@ delete (targets.buckets), where a deleted part is gone for good. Mixed into tran
 
 from __future__ import annotations
 
-from google.api_core import exceptions as gexc
-
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64, crc32c_concat
 from migrate.sources.filebody import FileBody, SourceChanged
+from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import MAX_COMPOSE, ObjectInfo, TransportCorruption, content_type, object_metadata, part_prefix
 from migrate.transfer.outcome import Outcome, Tally
 from migrate.transfer.sourcecheck import crc_of_range, stat_source
@@ -106,7 +105,7 @@ class CompositeSteps:
 
         try:
             info = self._call(attempt, tally, name)
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             current = self._call(lambda: self.gcs.get(w.bucket, name), tally, name)
             crc = body.crc if body.crc is not None else crc_of_range(w.path, offset, length)
             if current is not None and current.size == length and current.crc32c == crc32c_b64(crc):
@@ -176,7 +175,7 @@ class CompositeSteps:
 
             try:
                 info = self._call(attempt, tally, w.object)
-            except gexc.PreconditionFailed:
+            except PRECONDITION_FAILED:
                 outcome = self._existing(w, crc, tally)
             else:
                 outcome = Outcome(w.seq, "done", generation=info.generation, crc32c=crc)

@@ -27,13 +27,13 @@ import threading
 from collections.abc import Callable
 
 import google_crc32c
-from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64
 from migrate.progress import Event, Reporter
 from migrate.retry import call_with_retry, describe
 from migrate.sources.filebody import FileBody, SourceChanged
+from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import (
     Gcs,
     ObjectInfo,
@@ -168,7 +168,7 @@ class Copier(CompositeSteps, ResumableSteps):
             )
         try:
             info = self._insert(w, body, crc32c=crc or w.crc32c, tally=tally)
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             if crc is None:
                 crc = crc32c_b64(body.crc) if isinstance(body, FileBody) and body.crc is not None else None
                 crc = crc or w.crc32c or crc32c_b64(crc_of_range(w.path, 0, w.size))

@@ -9,13 +9,12 @@ started again. Rules and docs: targets.resumable.
 
 from __future__ import annotations
 
-from google.api_core import exceptions as gexc
-
 from migrate.hashing import crc32c_b64
 from migrate.hashing import crc32c_combine as combine
 from migrate.sources.filebody import FileBody, SourceChanged
 from migrate.targets import resumable
 from migrate.targets.buckets import RESUMABLE
+from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import ObjectInfo, TransportCorruption, content_type, object_metadata
 from migrate.transfer.outcome import Outcome, Tally
 from migrate.transfer.sourcecheck import crc_of_range, stat_source
@@ -133,7 +132,7 @@ class ResumableSteps:
 
         try:
             answer = self._call(attempt, tally, w.object)
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             return self._existing(w, crc32c_b64(self._crc_at(w.path, 0, 0, size)), tally)
         if isinstance(answer, ObjectInfo):
             return self._finished(job, answer, offset, crc, match)
@@ -165,7 +164,7 @@ class ResumableSteps:
                 tally,
                 w.object,
             )
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             crc = w.crc32c or crc32c_b64(self._crc_at(w.path, 0, 0, w.size))
             return self._existing(w, crc, tally)
         job.query_first = False

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 
 from migrate.config import Config
 from migrate.engine.dask_run import DaskEngine
@@ -26,7 +27,7 @@ from migrate.ledger import items
 from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
-from migrate.targets.buckets import RESUMABLE, BucketSettings
+from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.transfer.composite_steps import part_layout
 from migrate.transfer.dispatch import Dispatch
 from migrate.transfer.objects import ObjectsSummary, iter_work
@@ -109,12 +110,11 @@ def copy_objects_dask(
                         submit(batch)
                 elif d.is_large(w):
                     if d.path_for(w) == RESUMABLE:
-                        w.upload_state = {"kind": RESUMABLE}  # told to the worker, not recorded: see copy_large
+                        # told to the worker, not recorded: see copy_large
+                        w = replace(w, upload_state={"kind": RESUMABLE})
                     elif w.upload_state is None:
                         part_size, n_parts = part_layout(w.size, cfg.transfer, None)
-                        d.ledger.set_upload_state(
-                            w.seq, {"kind": "composite", "part_size": part_size, "parts": n_parts}
-                        )
+                        d.ledger.set_upload_state(w.seq, {"kind": COMPOSITE, "part_size": part_size, "parts": n_parts})
                     submit([w])
                 else:
                     full = batches.add(w)

@@ -22,6 +22,7 @@ from distributed import Variable, WorkerPlugin, get_worker
 
 from migrate.config import Config
 from migrate.engine.leases import held
+from migrate.ledger.states import NOT_COPIED, SETTLED
 from migrate.progress import Event
 from migrate.targets.buckets import COMPOSITE, RESUMABLE
 from migrate.transfer.composite_steps import part_layout
@@ -216,7 +217,7 @@ def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
         while True:
             step = copier.resumable_step(job)
             if isinstance(step, Outcome):
-                if step.state in ("conflict", "source-changed"):
+                if step.state in NOT_COPIED:
                     copier.cancel_session(job)
                 return step
             job.session = step
@@ -237,7 +238,7 @@ def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
                 break
             job.parts[index] = part
         outcome = outcome or copier.compose_large(job)
-    if outcome.state in ("done", "conflict", "source-changed"):
+    if outcome.state in SETTLED:
         copier.delete_parts(job)
     return outcome
 

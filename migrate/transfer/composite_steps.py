@@ -11,7 +11,7 @@ from migrate.hashing import crc32c_b64, crc32c_concat
 from migrate.sources.filebody import FileBody, SourceChanged
 from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import MAX_COMPOSE, ObjectInfo, TransportCorruption, content_type, object_metadata, part_prefix
-from migrate.transfer.outcome import Outcome, Tally
+from migrate.transfer.outcome import DONE, PENDING, Outcome, Tally
 from migrate.transfer.sourcecheck import crc_of_range, stat_source
 from migrate.transfer.tasks import LargeJob, PartResult
 
@@ -28,7 +28,7 @@ class CompositeSteps:
         def run(tally: Tally) -> Outcome:
             stat_source(w)
             if not job.resumed:
-                return Outcome(w.seq, "pending", existed=False)
+                return Outcome(w.seq, PENDING, existed=False)
             final = self._call(lambda: self.gcs.get(w.bucket, w.object), tally, w.object)
             if final is not None and final.generation != w.replace_generation:
                 # the compose of an earlier run landed before the run could record it
@@ -41,10 +41,10 @@ class CompositeSteps:
                 if suffix.isdigit():
                     found[int(suffix)] = info
             job.existing = found
-            return Outcome(w.seq, "pending", existed=True)
+            return Outcome(w.seq, PENDING, existed=True)
 
         outcome = self._guard(w, run)
-        if outcome.state == "pending" and not self.abort.is_set():
+        if outcome.state == PENDING and not self.abort.is_set():
             job.retries += outcome.retries
             return job.existing
         return outcome
@@ -178,7 +178,7 @@ class CompositeSteps:
             except PRECONDITION_FAILED:
                 outcome = self._existing(w, crc, tally)
             else:
-                outcome = Outcome(w.seq, "done", generation=info.generation, crc32c=crc)
+                outcome = Outcome(w.seq, DONE, generation=info.generation, crc32c=crc)
             outcome.uploaded = sum(p.uploaded for p in parts)
             outcome.reused = sum(p.reused for p in parts)
             return outcome

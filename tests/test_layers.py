@@ -94,3 +94,33 @@ def test_the_check_sees_a_google_import(tmp_path: Path) -> None:
     probe.write_text("def f():\n    from google.api_core import exceptions\n", encoding="utf-8")
     assert imports(probe, "google") == {"google.api_core"}
     assert not talks_to_google("migrate.transfer.copier") and talks_to_google("migrate.targets.errors")
+
+
+def private_uses(path: Path) -> set[str]:
+    """Private names this file takes from elsewhere: `from migrate.x import _y`, and `obj._y` on anything but
+    self and cls."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "migrate":
+            out.update(f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_"))
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            out.update(() if own else (f"{ast.unparse(node.value)}.{node.attr}",))
+    return out
+
+
+def test_the_engine_uses_public_names_of_the_stages_it_reuses() -> None:
+    wrong = {
+        f"{module_name(path)} uses {name}"
+        for path in sorted((PACKAGE / "engine").rglob("*.py"))
+        for name in private_uses(path)
+    }
+    assert wrong == set()
+
+
+def test_the_check_sees_a_private_name(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from migrate.transfer.replay import _Replay\n\ndef f(c):\n    return c._guard\n", encoding="utf-8"
+    )
+    assert private_uses(probe) == {"migrate.transfer.replay._Replay", "c._guard"}

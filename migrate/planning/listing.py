@@ -14,7 +14,7 @@ from migrate.config import TransferConfig
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe, retrying
 from migrate.targets.errors import as_target_error
-from migrate.targets.gcs import list_pages, listing_roots
+from migrate.targets.gcs_listing import list_pages, listing_roots
 
 INSERT_CHUNK = 5000
 
@@ -51,7 +51,7 @@ def load_destination(
 
     Each request (bucket lookup, listing page) is retried by migrate.retry; retries are reported as
     'retry' events. Any other error is a TargetError naming the bucket. The listing itself is
-    targets.gcs.list_pages, the same one verify uses (composite-upload parts left out).
+    targets.gcs_listing.list_pages, the same one verify uses (composite-upload parts left out).
     """
     conn.executescript(DEST_TABLE)
     cfg = transfer or TransferConfig()

@@ -15,9 +15,9 @@ from typing import TypeVar
 import tenacity
 
 from migrate.config import TransferConfig
-from migrate.targets.errors import describe, http_status, is_retryable
+from migrate.targets.errors import describe, is_retryable
 
-__all__ = ["call_with_retry", "describe", "http_status", "is_retryable", "retrying"]
+__all__ = ["call_with_retry", "describe", "is_retryable", "retrying"]  # describe, is_retryable: targets/errors.py
 
 T = TypeVar("T")
 

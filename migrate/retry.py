@@ -13,11 +13,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from migrate.config import TransferConfig
+
+if TYPE_CHECKING:  # imported where a retry happens: most runs never need it, and it costs start-up time
+    import tenacity
 
 T = TypeVar("T")
 
@@ -93,6 +94,7 @@ def retrying(
 
     on_retry(exc, attempt) is called before each sleep; callers count retries in the ledger.
     """
+    import tenacity
 
     def _before_sleep(state: tenacity.RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
@@ -129,6 +131,8 @@ def call_with_retry(
         if not is_retryable(exc):
             raise
         first = sys.exc_info()
+    import tenacity
+
     r = retrying(cfg, on_retry, sleep=sleep)
     r.begin()
     state = tenacity.RetryCallState(retry_object=r, fn=fn, args=(), kwargs={})

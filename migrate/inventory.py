@@ -20,7 +20,7 @@ from migrate.hashing import crc32c_of_file
 from migrate.ledger import now, transaction
 from migrate.ledger.states import LogStatus
 from migrate.progress import Event, Reporter, null_reporter
-from migrate.sources.tree import Entry, WalkStats, walk
+from migrate.sources.tree import Entry, WalkStats, walk_dirs
 
 BATCH = 5000
 EXAMPLES = 10
@@ -156,29 +156,42 @@ def _inventory_tree(
     apply = _apply_fresh if fresh and pool is None else _apply_batch
     try:
         batch: list[Entry] = []
-        for entry in scanner.walk(src, stats) if scanner is not None else walk(src, stats):
-            batch.append(entry)
-            if len(batch) >= BATCH:
-                apply(conn, src.name, snap, batch, pool, rep, report)
-                batch = []
+        if scanner is not None:
+            for entry in scanner.walk(src, stats):
+                batch.append(entry)
+                if len(batch) >= BATCH:
+                    apply(conn, src.name, snap, batch, pool, rep, report)
+                    batch = []
+        else:
+            for entries in walk_dirs(src, stats):
+                batch.extend(entries)
+                if len(batch) >= BATCH:
+                    apply(conn, src.name, snap, batch, pool, rep, report)
+                    batch = []
         if batch:
             apply(conn, src.name, snap, batch, pool, rep, report)
     finally:
         if pool is not None:
             pool.shutdown()
     rep.excluded = stats.excluded
+    if not fresh:
+        _remove_unseen(conn, src.name, snap, rep)
+    _summarise_tree(conn, src.name, rep)
+    return rep
+
+
+def _remove_unseen(conn: sqlite3.Connection, source: str, snap: int, rep: CatalogReport) -> None:
+    """Rows of files the walk did not see again: counted, a few named, deleted."""
     with transaction(conn):
         for row in conn.execute(
             "SELECT relpath FROM files WHERE source=? AND seen<? AND kind='file' ORDER BY relpath LIMIT ?",
-            (src.name, snap, EXAMPLES),
+            (source, snap, EXAMPLES),
         ):
             rep.removed_examples.append(row[0])
         rep.removed = conn.execute(
-            "SELECT COUNT(*) FROM files WHERE source=? AND seen<? AND kind='file'", (src.name, snap)
+            "SELECT COUNT(*) FROM files WHERE source=? AND seen<? AND kind='file'", (source, snap)
         ).fetchone()[0]
-        conn.execute("DELETE FROM files WHERE source=? AND seen<?", (src.name, snap))
-    _summarise_tree(conn, src.name, rep)
-    return rep
+        conn.execute("DELETE FROM files WHERE source=? AND seen<?", (source, snap))
 
 
 def _apply_batch(
@@ -308,21 +321,22 @@ def _hash(path: bytes) -> tuple[str | None, str | None]:
 
 
 def _summarise_tree(conn: sqlite3.Connection, source: str, rep: CatalogReport) -> None:
+    # one scan for the totals and every size bucket, one for the largest files
+    sums = []
+    lower = 0
+    for _, upper in SIZE_BUCKETS:
+        cond = f"size>={lower}" + (f" AND size<{upper}" if upper is not None else "")
+        sums.append(f"COALESCE(SUM({cond}), 0), COALESCE(SUM(CASE WHEN {cond} THEN size END), 0)")
+        lower = upper or lower
     row = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0), SUM(crc32c IS NULL) FROM files WHERE source=? AND kind='file'",
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), SUM(crc32c IS NULL), "
+        + ", ".join(sums)
+        + " FROM files WHERE source=? AND kind='file'",
         (source,),
     ).fetchone()
     rep.files, rep.bytes, rep.unhashed = row[0], row[1], row[2] or 0
-    lower = 0
-    for label, upper in SIZE_BUCKETS:
-        sql = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE source=? AND kind='file' AND size>=?"
-        args: list = [source, lower]
-        if upper is not None:
-            sql += " AND size<?"
-            args.append(upper)
-        n, total = conn.execute(sql, args).fetchone()
-        rep.size_distribution.append({"range": label, "files": n, "bytes": total})
-        lower = upper or lower
+    for i, (label, _) in enumerate(SIZE_BUCKETS):
+        rep.size_distribution.append({"range": label, "files": row[3 + 2 * i], "bytes": row[4 + 2 * i]})
     for r in conn.execute(
         "SELECT relpath, size FROM files WHERE source=? AND kind='file' ORDER BY size DESC, relpath LIMIT 5", (source,)
     ):

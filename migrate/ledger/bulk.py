@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 
-from migrate.ledger.schema import LedgerError
+from migrate.ledger.schema import LedgerError, transaction
 
 _STDERR_TAIL = 2000
 
@@ -84,13 +84,8 @@ def serve(db_path: str, source, sink=sys.stderr) -> int:
     try:
         sql = pickle.load(source)
         while (rows := pickle.load(source)) is not None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 conn.executemany(sql, rows)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
     except EOFError:
         print("the caller went away before the last batch", file=sink)
         return 1

@@ -10,14 +10,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from migrate.config import TransferConfig
 from migrate.targets.errors import describe, is_retryable
 
 __all__ = ["call_with_retry", "describe", "is_retryable", "retrying"]  # describe, is_retryable: targets/errors.py
+
+if TYPE_CHECKING:  # imported where a retry happens: most runs never need it, and it costs start-up time
+    import tenacity
 
 T = TypeVar("T")
 
@@ -32,6 +33,7 @@ def retrying(
 
     on_retry(exc, attempt) is called before each sleep; callers count retries in the ledger.
     """
+    import tenacity
 
     def _before_sleep(state: tenacity.RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
@@ -68,6 +70,8 @@ def call_with_retry(
         if not is_retryable(exc):
             raise
         first = sys.exc_info()
+    import tenacity
+
     r = retrying(cfg, on_retry, sleep=sleep)
     r.begin()
     state = tenacity.RetryCallState(retry_object=r, fn=fn, args=(), kwargs={})

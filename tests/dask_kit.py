@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from pathlib import Path
 
 import files
@@ -114,3 +116,37 @@ def ledger_count(state_dir: Path, sql: str) -> int:
 def listing(gcs_client, bucket: str, prefix: str = "") -> dict[str, tuple[int, str, int]]:
     """name -> (size, crc32c, generation) of every live object under prefix."""
     return {b.name: (b.size, b.crc32c, b.generation) for b in gcs_client.list_blobs(bucket, prefix=prefix)}
+
+
+class _Cycle:
+    pass
+
+
+def _garbage_with_a_thread_local() -> None:
+    c = _Cycle()
+    c.local = threading.local()
+    c.local.value = 1
+    c.me = c  # only the garbage collector frees it, and with it the thread-local
+
+
+def _nap() -> None:
+    time.sleep(0.0005)  # asleep in a fresh frame: the profiler's sys._current_frames() must allocate for it
+
+
+def thread_local_churn(seconds: float) -> int:
+    """A task that leaves thread-locals in reference cycles and naps between them, as an I/O-bound
+    upload thread does (a tenacity Retrying per retried call holds a threading.local). On CPython 3.11
+    a worker whose statistical profiler runs freezes under a few of these within a second or two."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        _garbage_with_a_thread_local()
+        _nap()
+        n += 1
+    return n
+
+
+def profiler_running(dask_worker) -> bool:
+    """For client.run: whether the worker's statistical profiler is scheduled."""
+    pc = dask_worker.periodic_callbacks.get("profile")
+    return pc is not None and pc.is_running()

@@ -225,6 +225,28 @@ def test_a_source_no_worker_mounts_fails_fast_naming_it(tmp_path, write_config, 
     conn.close()
 
 
+@pytest.mark.timeout(120)
+def test_busy_workers_do_not_freeze_once_the_engine_has_them(tmp_path, write_config, bucket, emulators):
+    """Regression: whole worker processes froze mid-upload (S2 stalled; the kill test hung).
+
+    On CPython 3.11 Dask's statistical profiler (sys._current_frames() every 10 ms) deadlocks a worker
+    whose threads leave thread-locals to the garbage collector; see dask_worker.stop_profiler. A stock
+    LocalCluster runs that profiler; the engine's plugin must stop it on every worker it uses.
+    """
+    from migrate.engine.dask_run import DaskEngine
+
+    config, _ = dask_kit.build(tmp_path, write_config, bucket, None, objects=5)
+    cfg = load_config(config)
+    with dask_kit.local_cluster(2, 8, ("cat",)) as cluster, distributed.Client(cluster) as client:
+        assert all(client.run(dask_kit.profiler_running).values())  # what froze: on by default
+        with DaskEngine(cfg, "churn", scheduler=cluster.scheduler_address) as engine:
+            assert not any(client.run(dask_kit.profiler_running).values())
+            futures = [engine.client.submit(dask_kit.thread_local_churn, 0.5, pure=False) for _ in range(64)]
+            # 64 tasks of 0.5 s on 16 threads: about 2 s; a frozen worker never answers (TimeoutError)
+            distributed.wait(futures, timeout=60)
+            assert all(n > 0 for n in engine.client.gather(futures))
+
+
 def test_inventory_on_workers_matches_the_local_walk(tmp_path, write_config, bucket, emulators):
     config, _ = dask_kit.build(tmp_path, write_config, bucket, None, objects=300, sources=("cat",))
     cfg = load_config(config)

@@ -55,5 +55,7 @@ def register(app: typer.Typer) -> None:
                 f"--mount {bad[0]!r} is not a source name", "pass the name of a [[catalog]] or [[listeners]]"
             )
         cmd = worker_command(scheduler, mount, nworkers=nworkers, nthreads=nthreads, name=name)
+        # no statistical profiler: on CPython 3.11 it can freeze a busy worker (engine.dask_worker.stop_profiler)
+        env = dict(os.environ, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False")
         sys.stdout.flush()
-        os.execv(cmd[0], cmd)  # the worker replaces this process: signals (systemd stop) reach it directly
+        os.execve(cmd[0], cmd, env)  # the worker replaces this process: signals (systemd stop) reach it directly

@@ -113,9 +113,10 @@ class DaskEngine:
         self.close()
 
     def connect(self) -> None:
+        import dask
         from distributed import Client, LocalCluster
 
-        from migrate.engine.dask_worker import MigratePlugin, topic_name
+        from migrate.engine.dask_worker import NO_PROFILER, MigratePlugin, topic_name
 
         if self.address:
             try:
@@ -128,14 +129,15 @@ class DaskEngine:
         else:
             threads = max(1, -(-self.cfg.transfer.workers // self.n_workers))
             sources = [s.name for s in self.cfg.catalog] + [s.name for s in self.cfg.listeners]
-            self.cluster = LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=threads,
-                processes=True,
-                resources={mount_resource(s): threads for s in sources},
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            )
+            with dask.config.set(NO_PROFILER):  # see dask_worker.stop_profiler
+                self.cluster = LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=threads,
+                    processes=True,
+                    resources={mount_resource(s): threads for s in sources},
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                )
             self.client = Client(self.cluster, set_as_default=False)
         self.client.register_plugin(MigratePlugin(self.cfg, self.plan_id), name=f"migrate-{self.plan_id}")
         self.client.subscribe_topic(topic_name(self.plan_id), lambda event: self.inbox.put(("msg", event[1])))

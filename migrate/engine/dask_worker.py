@@ -66,6 +66,7 @@ class MigratePlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         self.worker = worker
         self.abort = threading.Event()
+        stop_profiler(worker)
         try:  # clients are built once per process, before the first task needs them
             self.gcs()
             self.publisher_client()
@@ -103,6 +104,30 @@ class MigratePlugin(WorkerPlugin):
                     impersonate=self.cfg.project.impersonate_service_account, endpoint=self.cfg.pubsub.endpoint
                 )
             return self._publisher
+
+
+PROFILER_CALLBACKS = ("profile", "profile-cycle")
+NO_PROFILER = {"distributed.worker.profile.enabled": False}  # dask config for the workers migrate starts
+
+
+def stop_profiler(worker) -> bool:
+    """Stop the worker's statistical profiler (dashboard only): on CPython 3.11 it freezes the process.
+
+    Every 10 ms it calls sys._current_frames() on the event loop thread, which holds the GIL and the
+    interpreter's thread-list lock while it allocates frame objects; an allocation can start a
+    garbage collection, and collecting a threading.local in a reference cycle takes that same lock
+    again. The thread waits for itself forever while holding the GIL, and every other thread of the
+    worker waits for the GIL: tasks stop mid-request, heartbeats stop, results cannot be fetched
+    (https://github.com/python/cpython/issues/106883, https://github.com/python/cpython/issues/116969,
+    https://github.com/dask/distributed/issues/8616). Returns whether a running profiler was stopped.
+    """
+    stopped = False
+    for name in PROFILER_CALLBACKS:
+        callback = worker.periodic_callbacks.pop(name, None)
+        if callback is not None:
+            stopped = stopped or callback.is_running()
+            callback.stop()
+    return stopped
 
 
 def current_plugin(plan_id: str) -> MigratePlugin:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,38 +32,6 @@ HERE = Path(__file__).parent
 
 def test_distributed_is_installed_with_the_dev_extras() -> None:
     assert distributed.__version__  # the suite must exercise the engine, never skip it silently
-
-
-def _in_thread(fn) -> tuple[threading.Thread, dict]:
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["result"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    return th, out
-
-
-def _wait(cond, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _kill_worker(client, prefix: str | None = None) -> str:
-    """SIGKILL one worker process (one running a task whose key starts with prefix, if any); its address."""
-    busy = [a for a, keys in client.processing().items() if prefix and any(str(k).startswith(prefix) for k in keys)]
-    pids = client.run(os.getpid)
-    addr = busy[0] if busy else sorted(pids)[0]
-    os.kill(pids[addr], signal.SIGKILL)
-    return addr
 
 
 @pytest.mark.slow
@@ -88,13 +55,14 @@ def test_worker_killed_mid_run_reruns_elsewhere_and_everything_verifies(
     ceiling = 200 + 1000  # max_in_flight_messages + the replay's commit interval
     with dask_kit.local_cluster(2, 2, ("cat", "plays")) as cluster, distributed.Client(cluster) as client:
         options = RunOptions(engine="dask", scheduler=cluster.scheduler_address)
-        th, out = _in_thread(lambda: run_plan(cfg, plan, options=options))
-        assert _wait(lambda: dask_kit.ledger_count(state, "SELECT COUNT(*) FROM items WHERE state='done'") >= 130)
-        _kill_worker(client, "migrate-obj")
+        th, out = dask_kit.in_thread(lambda: run_plan(cfg, plan, options=options))
+        done = "SELECT COUNT(*) FROM items WHERE state='done'"
+        assert dask_kit.wait_for(lambda: dask_kit.ledger_count(state, done) >= 130)
+        dask_kit.kill_worker(client, "migrate-obj")
         at_kill = dask_kit.listing(gcs_client, bucket)
         published = "SELECT SUM(published) FROM offsets"
-        assert _wait(lambda: dask_kit.ledger_count(state, published) >= 1800)
-        _kill_worker(client, "migrate-ev")
+        assert dask_kit.wait_for(lambda: dask_kit.ledger_count(state, published) >= 1800)
+        dask_kit.kill_worker(client, "migrate-ev")
         th.join(timeout=600)
     assert "error" not in out, out.get("error")
     summary = out["result"]

@@ -10,6 +10,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # control characters (CR and LF among them), lone surrogates (not UTF-8), '.', '..' and the ACME prefix.
 _SUSPECT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]|^\.\.?$|^\.well-known/acme-challenge/")
 _SAFE_LENGTH = MAX_OBJECT_NAME_BYTES // 4  # characters: at most 4 UTF-8 bytes each
+SAFE_NAME_CHARS = _SAFE_LENGTH
+
+
+def name_head_ok(head: str) -> bool:
+    """True when head + x is a good object name for every printable x of at most SAFE_NAME_CHARS - len(head)
+    characters that does not start with '.' when head is empty (a tree walk's quick check, one per directory;
+    isprintable() is False for control characters, CR, LF and lone surrogates)."""
+    return len(head) <= _SAFE_LENGTH and head.isprintable() and not head.startswith(".")
 
 
 def object_name_problem(name: str) -> str | None:

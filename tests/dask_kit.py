@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 
 import files
+import pipeline
 
 from migrate.config import load_config
-from migrate.inventory import run_inventory
-from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 
 KIB = 1024
 
@@ -80,14 +78,7 @@ def build(
     if pubsub:
         sections["pubsub"] = pubsub
     config = write_config(**sections)
-    cfg = load_config(config)
-    conn = connect(cfg.project.state_dir)
-    try:
-        run_inventory(cfg, conn, hash=True)
-        plan = make_plan(cfg, conn, name)
-    finally:
-        conn.close()
-    return config, Path(plan.paths["plan"])
+    return config, pipeline.plan_path(load_config(config), name)
 
 
 def local_cluster(workers: int, threads: int, mounts: tuple[str, ...]):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pipeline
 import pytest
 from faultproxy import FaultProxy
 from files import write_tree
@@ -13,9 +14,6 @@ from google.auth.exceptions import RefreshError, TransportError
 
 from migrate.config import TransferConfig, load_config
 from migrate.hashing import crc32c_of_file
-from migrate.inventory import run_inventory
-from migrate.ledger import connect
-from migrate.planning.planner import make_plan
 from migrate.retry import is_retryable, retrying
 from migrate.targets.gcs import Gcs
 from migrate.transfer import objects as objects_stage
@@ -25,12 +23,7 @@ from migrate.transfer.run import RunOptions, run_plan
 
 def _plan(config: Path):
     cfg = load_config(config)
-    conn = connect(cfg.project.state_dir)
-    try:
-        run_inventory(cfg, conn, hash=True)
-        return cfg, Path(make_plan(cfg, conn, "w1").paths["plan"])
-    finally:
-        conn.close()
+    return cfg, pipeline.plan_path(cfg, "w1")
 
 
 def test_a_failed_token_refresh_is_retried_like_a_reset():

@@ -12,7 +12,8 @@ from google.api_core import exceptions as gexc
 
 from migrate.hashing import crc32c_b64, crc32c_combine, crc32c_concat, crc32c_of_bytes
 from migrate.sources.filebody import FileBody, SourceChanged
-from migrate.targets.gcs import MTIME_KEY, PARTS_PREFIX, PLAN_KEY, Gcs, content_type, list_pages, object_metadata
+from migrate.targets.gcs import MTIME_KEY, PARTS_PREFIX, PLAN_KEY, Gcs, content_type, object_metadata
+from migrate.targets.gcs_listing import list_pages
 
 
 @pytest.fixture

@@ -94,23 +94,16 @@ def test_a_bad_service_account_is_one_config_line_and_exit_2(write_config, tmp_p
 
 
 def test_run_reports_its_identity_before_anything_moves(emulators, bucket, write_config, tmp_path: Path):
+    import pipeline
     from files import write_tree
 
-    from migrate.inventory import run_inventory
-    from migrate.ledger import connect
-    from migrate.planning.planner import make_plan
     from migrate.progress import Event
     from migrate.transfer.run import run_plan
 
     tree = write_tree(tmp_path / "tree", {"a.flac": b"a" * 100, "b/c.ogg": b"c" * 10})
     path = write_config(catalog=[{"name": "audio", "root": str(tree), "bucket": bucket}])
     cfg = load_config(path)
-    conn = connect(cfg.project.state_dir)
-    try:
-        run_inventory(cfg, conn, hash=True)
-        plan = Path(make_plan(cfg, conn, "w1").paths["plan"])
-    finally:
-        conn.close()
+    plan = pipeline.plan_path(cfg, "w1")
     events: list[Event] = []
     summary = run_plan(cfg, plan, report=events.append)
     kinds = [e.kind for e in events]

@@ -180,3 +180,34 @@ def test_listener_time_span_is_ordered_by_time_not_text(tmp_path, write_config):
     rep = run_inventory(cfg, connect(tmp_path / "state"))
     (plays,) = rep.listeners
     assert (plays.min_time, plays.max_time) == ("2024-05-01T00:00:00Z", "2024-05-01T00:00:09.25Z")
+
+
+def test_first_inventory_through_the_bulk_writer_stores_the_same_rows(dc, tmp_path, monkeypatch):
+    """A large first inventory hands its inserts to a second process (migrate.ledger.bulk): same rows, same report."""
+    import migrate.inventory as inventory
+
+    cfg = load_config(dc.config_path)
+    inline = connect(tmp_path / "inline")
+    rep_inline = run_inventory(cfg, inline)
+    monkeypatch.setattr(inventory, "BATCH", 7)
+    monkeypatch.setattr(inventory, "BULK_AFTER", 0)
+    bulk = connect(tmp_path / "bulk")
+    rep_bulk = run_inventory(cfg, bulk)
+    columns = "source, relpath, kind, size, mtime_ns, inode, crc32c, reason"
+    rows = [c.execute(f"SELECT {columns} FROM files ORDER BY source, relpath").fetchall() for c in (inline, bulk)]
+    assert len(rows[1]) > 7 and [tuple(r) for r in rows[0]] == [tuple(r) for r in rows[1]]
+    strip = [dict(c.__dict__) for c in rep_inline.catalog], [dict(c.__dict__) for c in rep_bulk.catalog]
+    assert strip[0] == strip[1]
+
+
+def test_bulk_writer_failure_is_a_ledger_error(tmp_path):
+    """The child's SQLite error comes back as one LedgerError naming it."""
+    from migrate.ledger import LedgerError
+    from migrate.ledger.bulk import BulkWriter
+
+    conn = connect(tmp_path / "state")
+    path = next(r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main")
+    writer = BulkWriter(path, "INSERT INTO no_such_table VALUES(?)")
+    with pytest.raises(LedgerError, match="no_such_table"):
+        writer.write([(1,)])
+        writer.close()

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pipeline
 import pytest
 from files import write_tree
 from gcsemu import ResumableGcs
@@ -27,9 +28,7 @@ from google.cloud import storage
 from wirecheck import WireProxy
 
 from migrate.config import load_config
-from migrate.inventory import run_inventory
-from migrate.ledger import connect, ledger_path
-from migrate.planning.planner import make_plan
+from migrate.ledger import ledger_path
 from migrate.preflight import preflight
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.targets.gcs import Gcs
@@ -72,12 +71,7 @@ def _new_bucket(client, name: str) -> str:
 
 def _plan(config: Path, name: str = "w1") -> tuple[object, Path]:
     cfg = load_config(config)
-    conn = connect(cfg.project.state_dir)
-    try:
-        run_inventory(cfg, conn, hash=True)
-        return cfg, Path(make_plan(cfg, conn, name).paths["plan"])
-    finally:
-        conn.close()
+    return cfg, pipeline.plan_path(cfg, name)
 
 
 def _session_state(state_dir: Path) -> dict | None:

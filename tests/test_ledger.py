@@ -40,3 +40,36 @@ def test_a_ledger_from_a_newer_migrate_is_refused(tmp_path: Path) -> None:
     connect(tmp_path / "state").execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(LedgerError, match="newer than this migrate"):
         connect(tmp_path / "state")
+
+
+def test_typed_readers_give_log_files_and_their_watermarks_with_the_stored_state_text(tmp_path: Path) -> None:
+    from migrate.ledger import items, offsets, transaction
+    from migrate.ledger.states import ItemState
+
+    conn = connect(tmp_path / "state")
+    with transaction(conn):
+        for seq, state in ((1, "done"), (2, "pending"), (3, "failed")):
+            conn.execute(
+                "INSERT INTO items(plan_id, seq, kind, batch, source, relpath, topic, size, state)"
+                " VALUES('p', ?, 'events', 1, 'plays', ?, 't', 10, ?)",
+                (seq, f"log{seq}.jsonl", state),
+            )
+        conn.execute(
+            "INSERT INTO items(plan_id, seq, kind, batch, source, relpath, size)"
+            " VALUES('p', 4, 'object', 1, 'a', 'x', 1)"
+        )
+        offsets.begin(conn, "p", "plays", "log2.jsonl", 50)
+        offsets.set_position(conn, "p", "log2.jsonl", 120, 7, 6, 1)
+        items.set_state(conn, "p", 3, ItemState.SOURCE_CHANGED, "replaced")
+    every = items.event_files(conn, "p")
+    assert [(f.seq, f.relpath, f.state) for f in every] == [
+        (1, "log1.jsonl", ItemState.DONE),
+        (2, "log2.jsonl", ItemState.PENDING),
+        (3, "log3.jsonl", ItemState.SOURCE_CHANGED),
+    ]
+    assert [f.seq for f in items.open_event_files(conn, "p")] == [2]
+    assert offsets.get(conn, "p", "log2.jsonl") == offsets.Offsets(120, 7, 6, 1, False)
+    assert offsets.get(conn, "p", "log1.jsonl") is None
+    # the enum is stored as its text: the schema's values are unchanged
+    assert conn.execute("SELECT state FROM items WHERE seq=3").fetchone()[0] == "source-changed"
+    conn.close()

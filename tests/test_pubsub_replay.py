@@ -17,7 +17,7 @@ from pubsubkit import drain, verification_path
 from migrate import clients, ledger, names
 from migrate.config import PubSubConfig, TransferConfig, load_config
 from migrate.hashing import IdDigest
-from migrate.ledger.items import register_items
+from migrate.ledger.items import event_files, register_items
 from migrate.plan import EventItem, write_plan
 from migrate.progress import Event
 from migrate.quarantine import iter_quarantine
@@ -96,7 +96,9 @@ def run_replay(cfg, conn, plan, *, stop=None, report=None):
         if report:
             report(e)
 
-    summary = replay_events(conn, cfg, plan, event_items(conn, plan), report=rep, stop=stop or threading.Event())
+    summary = replay_events(
+        conn, cfg, plan, event_files(conn, plan.plan_id), report=rep, stop=stop or threading.Event()
+    )
     return summary, events
 
 

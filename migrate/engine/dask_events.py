@@ -20,7 +20,6 @@ in_flight_max) + re-sent messages, as the single-process replay does.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -32,7 +31,9 @@ from migrate.config import Config
 from migrate.engine.dask_objects import WAIT, handle_progress
 from migrate.engine.dask_run import DaskEngine
 from migrate.engine.leases import lease_for
-from migrate.ledger import now, transaction
+from migrate.ledger import items, offsets, transaction
+from migrate.ledger.items import EventFile
+from migrate.ledger.states import OPEN, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
@@ -44,7 +45,7 @@ LATE_REPORTS = 30.0  # seconds a finished task's last reports may take to arrive
 @dataclass
 class _File:
     key: str
-    item: sqlite3.Row
+    item: EventFile
     chain: deque
     wm_var: object = None
     token: str | None = None
@@ -75,19 +76,19 @@ class _Driver:
         self.nonce = uuid.uuid4().hex[:8]
         self.quarantine: Quarantine | None = None
 
-    def offsets(self, path: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM offsets WHERE plan_id=? AND path=?", (self.pid, path)).fetchone()
+    def offsets(self, path: str) -> offsets.Offsets | None:
+        return offsets.get(self.conn, self.pid, path)
 
     # --- chains and submission -----------------------------------------------------------------
 
-    def chains(self, items: Sequence[sqlite3.Row]) -> list[deque]:
+    def chains(self, logs: Sequence[EventFile]) -> list[deque]:
         keyed: dict[str, deque] = {}
         out: list[deque] = []
-        for it in items:
+        for it in logs:
             try:
-                listener = self.cfg.listener_source(it["source"])
+                listener = self.cfg.listener_source(it.source)
             except KeyError:
-                self.fail(it, f"listener {it['source']!r} is not in the config any more")
+                self.fail(it, f"listener {it.source!r} is not in the config any more")
                 continue
             if listener.ordering_key_field:
                 if listener.name not in keyed:
@@ -104,58 +105,49 @@ class _Driver:
 
         while chain:
             item = chain.popleft()
-            path = item["relpath"]
+            path = item.relpath
             row = self.offsets(path)
-            if row is not None and row["done"]:
-                if item["state"] != "done":
-                    self.set_item(item, "done", None)
+            if row is not None and row.done:
+                if item.state != ItemState.DONE:
+                    self.set_item(item, ItemState.DONE, None)
                 continue
-            total = self.events_per_item.get(item["seq"])
-            published = row["published"] if row else 0
+            total = self.events_per_item.get(item.seq)
+            published = row.published if row else 0
             ceiling = self.ceiling if total is None else min(self.ceiling, max(0, total - published))
             with transaction(self.conn):
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO offsets(plan_id, source, path) VALUES(?,?,?)",
-                    (self.pid, item["source"], path),
-                )
-                self.count_attempt(path, item["seq"], ceiling)
+                self.count_attempt(item, ceiling)
             row = self.offsets(path)
-            key = f"migrate-ev-{self.nonce}-{item['seq']}"
-            f = _File(key, item, chain, listener=item["source"])
+            assert row is not None
+            key = f"migrate-ev-{self.nonce}-{item.seq}"
+            f = _File(key, item, chain, listener=item.source)
             f.watermark, f.line, f.published, f.quarantined = (
-                row["watermark"],
-                row["line"],
-                row["published"],
-                row["quarantined"],
+                row.watermark,
+                row.line,
+                row.published,
+                row.quarantined,
             )
-            f.wm_var = self.engine.variable(f"migrate-wm-{self.pid}-{item['seq']}")
+            f.wm_var = self.engine.variable(f"migrate-wm-{self.pid}-{item.seq}")
             f.wm_var.set(self.position(f))
             self.files[key] = f
-            listener = self.cfg.listener_source(item["source"])
+            listener = self.cfg.listener_source(item.source)
             spec = {
                 "plan_id": self.pid,
                 "run_id": self.run_id,
                 "key": key,
-                "wm_var": f"migrate-wm-{self.pid}-{item['seq']}",
-                "item": {k: item[k] for k in ("relpath", "source", "size", "inode", "mtime_ns", "crc32c", "topic")},
+                "wm_var": f"migrate-wm-{self.pid}-{item.seq}",
+                "item": item,
                 "listener": listener,
                 "ceiling": max(1, ceiling),
                 "eps": self.eps,
             }
-            self.engine.submit(replay_file, spec, key=key, source=item["source"])
+            self.engine.submit(replay_file, spec, key=key, source=item.source)
             return True
         return False
 
-    def count_attempt(self, path: str, seq: int, ceiling: int | None = None) -> None:
+    def count_attempt(self, item: EventFile, ceiling: int = 0) -> None:
         """Inside a transaction: one more attempt that may end unclean, and its duplicate ceiling."""
-        self.conn.execute(
-            "UPDATE offsets SET interrupted = interrupted + 1, in_flight_max = MAX(in_flight_max, ?)"
-            " WHERE plan_id=? AND path=?",
-            (ceiling if ceiling is not None else 0, self.pid, path),
-        )
-        self.conn.execute(
-            "UPDATE items SET attempts = attempts + 1, updated_at=? WHERE plan_id=? AND seq=?", (now(), self.pid, seq)
-        )
+        offsets.begin(self.conn, self.pid, item.source, item.relpath, ceiling)
+        items.count_attempt(self.conn, self.pid, item.seq)
 
     @staticmethod
     def position(f: _File) -> dict:
@@ -172,7 +164,7 @@ class _Driver:
         if msg["t"] == "start":
             if f.token is not None and msg["token"] != f.token:
                 with transaction(self.conn):  # a rerun: the dead attempt stays counted in `interrupted`
-                    self.count_attempt(f.item["relpath"], f.item["seq"])
+                    self.count_attempt(f.item)
             f.token, f.last_n = msg["token"], msg["n"]
             self.maybe_finish(f)  # its result may have come first
             return
@@ -184,15 +176,14 @@ class _Driver:
         self.maybe_finish(f)
 
     def commit(self, f: _File, msg: dict) -> None:
-        path = f.item["relpath"]
+        path = f.item.relpath
         assert self.quarantine is not None
         for line, offset, error, data, kind in msg.get("records") or ():
             self.quarantine.add(path, line, offset, error, data, listener=f.listener, kind=kind)
         self.quarantine.sync()  # quarantined records are durable before a watermark passes them
         with transaction(self.conn):
-            self.conn.execute(
-                "UPDATE offsets SET watermark=?, line=?, published=?, quarantined=? WHERE plan_id=? AND path=?",
-                (msg["watermark"], msg["line"], msg["published"], msg["quarantined"], self.pid, path),
+            offsets.set_position(
+                self.conn, self.pid, path, msg["watermark"], msg["line"], msg["published"], msg["quarantined"]
             )
         new_q = msg["quarantined"] - f.quarantined
         f.watermark, f.line, f.published, f.quarantined = (
@@ -218,7 +209,7 @@ class _Driver:
         if f is None:
             return
         result, error = self.engine.outcome(future)
-        f.result = result if result is not None else {"state": "failed", "error": error, "clean": False}
+        f.result = result if result is not None else {"state": ItemState.FAILED, "error": error, "clean": False}
         future.release()
         f.parked_at = time.monotonic()
         self.maybe_finish(f)
@@ -230,7 +221,7 @@ class _Driver:
         if res.get("token") not in (None, f.token) or int(res.get("last_msg", 0)) > f.last_n:
             if not timed_out:
                 return  # its last reports are still on their way
-            res = {"state": "pending", "clean": False}
+            res = {"state": ItemState.PENDING, "clean": False}
         self.files.pop(f.key)
         self.engine.stats.finished(f.key)
         if res.get("worker"):
@@ -242,70 +233,60 @@ class _Driver:
             pass
 
     def finish(self, f: _File, res: dict) -> None:
-        item, path, state = f.item, f.item["relpath"], res["state"]
+        item, path, state = f.item, f.item.relpath, res["state"]
         self.resent += int(res.get("resent", 0))
         self.retries += int(res.get("retries", 0))
         with transaction(self.conn):
             if res.get("retries"):
-                self.conn.execute(
-                    "UPDATE items SET retries = retries + ? WHERE plan_id=? AND seq=?",
-                    (res["retries"], self.pid, item["seq"]),
-                )
+                items.add_retries(self.conn, self.pid, item.seq, res["retries"])
             if res.get("resent"):
-                self.conn.execute(
-                    "UPDATE offsets SET resent = resent + ? WHERE plan_id=? AND path=?", (res["resent"], self.pid, path)
-                )
+                offsets.add_resent(self.conn, self.pid, path, res["resent"])
             if res.get("clean"):
-                self.conn.execute(
-                    "UPDATE offsets SET interrupted = MAX(0, interrupted - 1) WHERE plan_id=? AND path=?",
-                    (self.pid, path),
-                )
-            if state == "done":
-                self.conn.execute("UPDATE offsets SET done=1 WHERE plan_id=? AND path=?", (self.pid, path))
-                self.set_item(item, "done", res.get("anomaly"), tx=False)
+                offsets.end_clean(self.conn, self.pid, path)
+            if state == ItemState.DONE:
+                offsets.mark_done(self.conn, self.pid, path)
+                self.set_item(item, ItemState.DONE, res.get("anomaly"), tx=False)
         assert self.quarantine is not None
         self.quarantine.forget_below(path, f.watermark)
-        if state == "done":
+        if state == ItemState.DONE:
             self.summary.files_done += 1
             if res.get("anomaly"):
                 self.summary.anomalies.append(f"{path}: {res['anomaly']}")
-        elif state == "source-changed":
-            self.set_item(item, "source-changed", res.get("error"))
+        elif state == ItemState.SOURCE_CHANGED:
+            self.set_item(item, ItemState.SOURCE_CHANGED, res.get("error"))
             self.summary.files_changed += 1
             self.report(Event("source_changed", name=path, data={"reason": res.get("error")}))
-        elif state == "failed":
+        elif state == ItemState.FAILED:
             self.fail(item, res.get("error") or "failed")
             self.report(Event("object_failed", name=path, data={"error": res.get("error")}))
-        if state in ("failed", "pending", "fenced"):
+        if state in OPEN:  # failed, or pending (stopped, or fenced: an orphan of an older run)
             # a chain stops at a file that did not finish: the files after it keep their order for the next run
-            self.summary.files_pending += (state != "failed") + len(f.chain)
+            self.summary.files_pending += (state != ItemState.FAILED) + len(f.chain)
             f.chain.clear()
         elif f.chain and not self.stop.is_set():
             self.ready.appendleft(f.chain)  # the chain's next file, now that this one is finished
 
-    def set_item(self, item, state: str, error: str | None, tx: bool = True) -> None:
-        sql = "UPDATE items SET state=?, last_error=?, updated_at=? WHERE plan_id=? AND seq=?"
-        args = (state, error, now(), self.pid, item["seq"])
+    def set_item(self, item: EventFile, state: ItemState, error: str | None, tx: bool = True) -> None:
         if tx:
             with transaction(self.conn):
-                self.conn.execute(sql, args)
+                items.set_state(self.conn, self.pid, item.seq, state, error)
         else:
-            self.conn.execute(sql, args)
+            items.set_state(self.conn, self.pid, item.seq, state, error)
 
-    def fail(self, item, error: str) -> None:
-        self.set_item(item, "failed", error)
+    def fail(self, item: EventFile, error: str) -> None:
+        self.set_item(item, ItemState.FAILED, error)
         self.summary.files_failed += 1
-        self.summary.errors.append(f"{item['relpath']}: {error}")
+        self.summary.errors.append(f"{item.relpath}: {error}")
 
     # --- main loop -----------------------------------------------------------------------------
 
-    def run(self, items: Sequence[sqlite3.Row]) -> ReplaySummary:
+    def run(self, logs: Sequence[EventFile]) -> ReplaySummary:
         resume = {}
-        for it in items:
-            row = self.offsets(it["relpath"])
-            resume[it["relpath"]] = row["watermark"] if row else 0
+        for it in logs:
+            row = self.offsets(it.relpath)
+            resume[it.relpath] = row.watermark if row else 0
         self.quarantine = Quarantine(self.cfg.project.state_dir, self.pid, resume)
-        self.ready = deque(self.chains(items))
+        self.ready = deque(self.chains(logs))
         stopping = False
         try:
             while True:
@@ -339,17 +320,14 @@ class _Driver:
             self.quarantine.close()
         self.summary.interrupted = self.stop.is_set()
         self.summary.retries = self.retries
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(interrupted * in_flight_max), 0) FROM offsets WHERE plan_id=?", (self.pid,)
-        ).fetchone()
-        self.summary.max_possible_duplicates = int(row[0]) + self.resent
+        self.summary.max_possible_duplicates = offsets.duplicate_bound(self.conn, self.pid) + self.resent
         return self.summary
 
 
 def replay_events_dask(
-    conn, cfg: Config, plan: Plan, items: Sequence[sqlite3.Row], engine: DaskEngine, *, run_id: int, report, stop
+    conn, cfg: Config, plan: Plan, logs: Sequence[EventFile], engine: DaskEngine, *, run_id: int, report, stop
 ) -> ReplaySummary:
-    """Publish the events of `items` (the plan's kind='events' ledger rows) on the cluster."""
+    """Publish the events of `logs` (the plan's log files in the ledger) on the cluster."""
     stop = stop if stop is not None else threading.Event()
-    todo = [it for it in items if it["kind"] == "events" and it["state"] != "done"]
+    todo = [it for it in logs if it.state != ItemState.DONE]
     return _Driver(conn, cfg, plan, engine, run_id, report, stop).run(todo)

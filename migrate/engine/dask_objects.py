@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 
 from migrate.config import Config
 from migrate.engine.dask_run import DaskEngine
@@ -31,7 +32,7 @@ from migrate.ledger import items
 from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
-from migrate.targets.buckets import RESUMABLE, BucketSettings
+from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.targets.gcs import Gcs
 from migrate.transfer.composite_steps import part_layout
 from migrate.transfer.copier import Copier
@@ -123,14 +124,13 @@ def copy_objects_dask(
                         submit(batch)
                 elif d.is_large(w):
                     if d.path_for(w) == RESUMABLE:
-                        if sessions.ready(w):  # else it ended already (found in GCS, changed, failed)
+                        w = sessions.ready(w)
+                        if w is not None:  # else it ended already (found in GCS, changed, failed)
                             submit([w])
                         continue
                     if w.upload_state is None:
                         part_size, n_parts = part_layout(w.size, cfg.transfer, None)
-                        d.ledger.set_upload_state(
-                            w.seq, {"kind": "composite", "part_size": part_size, "parts": n_parts}
-                        )
+                        d.ledger.set_upload_state(w.seq, {"kind": COMPOSITE, "part_size": part_size, "parts": n_parts})
                     submit([w])
                 else:
                     full = batches.add(w)
@@ -141,7 +141,8 @@ def copy_objects_dask(
             got = engine.next(WAIT)
             if got is not None:
                 for w in _handle(got, d, engine, in_flight, run_id, report, sessions):
-                    if not d.stopping and sessions.restart(w):
+                    w = None if d.stopping else sessions.restart(w)
+                    if w is not None:
                         submit([w])
             d.ledger.maybe_flush()
             engine.poll_workers()
@@ -190,8 +191,7 @@ def _handle(
             state = (result.get("restarts") or {}).get(o.seq)
             if state is not None:
                 d.ledger.set_upload_state(o.seq, state)
-                w.upload_state = state
-                restart.append(w)
+                restart.append(replace(w, upload_state=state))
         engine.stats.credit(result["worker"], items=len(result["outcomes"]), nbytes=nbytes)
         if result["fenced"]:  # another run owns the plan now: these items are its business
             d.stopping = True
@@ -231,29 +231,27 @@ class _Sessions:
             )
         return self.copier
 
-    def ready(self, w: Work) -> bool:
-        """Make sure w has a recorded session (an earlier run's, or a new one); False when the item
-        ended instead (the object is already there, the source changed, the session could not start)."""
+    def ready(self, w: Work) -> Work | None:
+        """w with a recorded session (an earlier run's, or a new one), or None when the item ended
+        instead (the object is already there, the source changed, the session could not start)."""
         state = w.upload_state if (w.upload_state or {}).get("kind") == RESUMABLE else None
         if state and state.get("uri"):
-            w.upload_state = {**state, "resumed": True}  # the task asks GCS what the session holds first
-            return True
+            return replace(w, upload_state={**state, "resumed": True})  # the task asks GCS what it holds first
         job = LargeJob(w, RESUMABLE, session=state)
         step = self._copier().resumable_step(job)
         if isinstance(step, Outcome):
             self.d.finish(step, w)
-            return False
+            return None
         self.d.ledger.set_upload_state(w.seq, step)  # committed before the task that sends bytes exists
-        w.upload_state = step
-        return True
+        return replace(w, upload_state=step)
 
-    def restart(self, w: Work) -> bool:
+    def restart(self, w: Work) -> Work | None:
         """A worker gave the item back for a new session (expired, or GCS refused its CRC32C)."""
         self.restarts[w.seq] += 1
         if self.restarts[w.seq] > MAX_CORRUPT:
             o = Outcome(w.seq, ItemState.FAILED, error=f"resumable session replaced {MAX_CORRUPT} times in a row")
             self.d.finish(o, w)
-            return False
+            return None
         return self.ready(w)
 
 

@@ -25,6 +25,7 @@ from distributed import Variable
 from migrate.engine.dask_worker import Messages, current_plugin, fenced, read_fence
 from migrate.engine.leases import held
 from migrate.errors import SourceError
+from migrate.ledger.states import ItemState
 from migrate.retry import describe
 from migrate.sources.eventlog import iter_records
 from migrate.targets.pubsub import EventPublisher, topic_path
@@ -54,7 +55,7 @@ class _Task:
         self.msgs = Messages(self.plan_id, self.run_id, spec["key"])
         self.wm_var = Variable(spec["wm_var"])
         self.item = spec["item"]
-        self.path: str = self.item["relpath"]
+        self.path: str = self.item.relpath
         self.ceiling = max(1, int(spec["ceiling"]))
         self.quarantined: list[list] = []  # records read since the last report
         self.total_events = 0
@@ -62,7 +63,8 @@ class _Task:
         self.committed = 0
         self.stopped = False
 
-    def result(self, state: str, **fields) -> dict:
+    def result(self, state: ItemState, **fields) -> dict:
+        """The task's answer: how it left the file, as an item state (PENDING when stopped or fenced)."""
         return {"state": state, "worker": self.msgs.worker.address, "token": self.msgs.token, **fields}
 
     def check_fence(self) -> None:
@@ -73,14 +75,14 @@ class _Task:
 
     def run(self) -> dict:
         if fenced(self.plan_id, self.run_id):
-            return self.result("fenced")
+            return self.result(ItemState.PENDING, fenced=True)
         start = self.wm_var.get(timeout=10)
         self.base = start
         self.committed = int(start["published"])
         self.msgs.start()
         changed = changed_since_plan(self.path, self.item)
         if changed:
-            return self.result("source-changed", error=changed, clean=True, last_msg=self.msgs.sent)
+            return self.result(ItemState.SOURCE_CHANGED, error=changed, clean=True, last_msg=self.msgs.sent)
         with held(self.spec.get("eps")):
             return self.replay(start)
 
@@ -107,7 +109,7 @@ class _Task:
             st.resent += len(tokens)
 
         pub = EventPublisher(
-            topic_path(cfg.project.id, self.item["topic"] or listener.topic),
+            topic_path(cfg.project.id, self.item.topic or listener.topic),
             pubsub_cfg,
             cfg.transfer,
             on_done=on_done,
@@ -124,25 +126,25 @@ class _Task:
         finally:
             pub.close()  # waits for every request in flight
         if fenced_now:
-            return self.result("fenced")
+            return self.result(ItemState.PENDING, fenced=True)
         self.report(st)
         out = {"last_msg": self.msgs.sent, "retries": st.retries, "resent": st.resent}
         if st.failed is not None:
             err = st.failed.message if isinstance(st.failed, SourceError) else describe(st.failed)
-            return self.result("failed", error=err, **out)
+            return self.result(ItemState.FAILED, error=err, **out)
         if not st.reader_done:
-            return self.result("pending", clean=True, **out)
+            return self.result(ItemState.PENDING, clean=True, **out)
         changed = changed_since_plan(self.path, self.item)
         if changed:
-            return self.result("source-changed", error=f"changed while replaying: {changed}", clean=True, **out)
-        return self.result("done", anomaly=st.anomaly, clean=True, **out)
+            return self.result(ItemState.SOURCE_CHANGED, error=f"changed while replaying: {changed}", clean=True, **out)
+        return self.result(ItemState.DONE, anomaly=st.anomaly, clean=True, **out)
 
     def read(self, st: FileState, pub: EventPublisher, listener) -> None:
         pid, lname = self.plan_id, listener.name
         fixed = {"plan_id": pid, "listener": lname}
         attributes = attributes_for(self.path)
         reader = iter_records(self.path, listener, st.watermark, st.line)
-        planned_size = self.item["size"]
+        planned_size = self.item.size
         since_report = since_fence = 0
         last_report = time.monotonic()
         try:

@@ -22,6 +22,7 @@ from distributed import Variable, WorkerPlugin, get_worker
 
 from migrate.config import Config
 from migrate.engine.leases import held
+from migrate.ledger.states import NOT_COPIED, SETTLED, ItemState
 from migrate.progress import Event
 from migrate.targets.buckets import COMPOSITE, RESUMABLE
 from migrate.transfer.composite_steps import part_layout
@@ -261,11 +262,11 @@ def copy_resumable(copier: Copier, w: Work, msgs: Messages) -> tuple[Outcome, di
     while True:
         step = copier.resumable_step(job)
         if isinstance(step, Outcome):
-            if step.state in ("conflict", "source-changed"):
+            if step.state in NOT_COPIED:
                 copier.cancel_session(job)
             return step, None
         if not step.get("uri"):
-            pending = Outcome(w.seq, "pending", retries=job.retries, corrupt=job.corrupt, uploaded=job.uploaded)
+            pending = Outcome(w.seq, ItemState.PENDING, retries=job.retries, corrupt=job.corrupt, uploaded=job.uploaded)
             return pending, step
         job.session = step
         msgs.flush()  # the bytes of this chunk reach the driver's display before its acknowledgement
@@ -311,7 +312,7 @@ def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
                 break
             job.parts[index] = part
         outcome = outcome or copier.compose_large(job)
-    if outcome.state in ("done", "conflict", "source-changed"):
+    if outcome.state in SETTLED:
         copier.delete_parts(job)
     return outcome
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 from migrate.ledger.schema import latest_snapshot, now, transaction
 from migrate.ledger.states import NOT_COPIED, OPEN, RUN_PROBLEMS, ItemKind, ItemState, placeholders
@@ -134,12 +135,36 @@ def open_sources(conn: sqlite3.Connection, plan_id: str, kinds: tuple[str, ...])
     return [r[0] for r in conn.execute(sql, (plan_id, *kinds, *OPEN))]
 
 
-def open_event_files(conn: sqlite3.Connection, plan_id: str) -> list[sqlite3.Row]:
-    """The ledger rows of the log files a run has left to replay, in plan order."""
-    return conn.execute(
-        f"SELECT * FROM items WHERE plan_id=? AND kind=? AND state IN ({placeholders(OPEN)}) ORDER BY seq",
-        (plan_id, ItemKind.EVENTS, *OPEN),
-    ).fetchall()
+@dataclass(frozen=True, slots=True)
+class EventFile:
+    """The ledger row of one planned log file (kind 'events'): what a replay reads and checks."""
+
+    seq: int
+    source: str
+    relpath: str
+    topic: str | None
+    size: int
+    mtime_ns: int | None
+    inode: int | None
+    crc32c: str | None
+    state: ItemState
+
+
+_EVENT_FILE_COLUMNS = "seq, source, relpath, topic, size, mtime_ns, inode, crc32c, state"
+
+
+def event_files(conn: sqlite3.Connection, plan_id: str, states: tuple[str, ...] = ()) -> list[EventFile]:
+    """The plan's log files in plan order, in one of `states` (any when not given)."""
+    sql, args = f"SELECT {_EVENT_FILE_COLUMNS} FROM items WHERE plan_id=? AND kind=?", [plan_id, ItemKind.EVENTS]
+    if states:
+        sql += f" AND state IN ({placeholders(states)})"
+        args.extend(states)
+    return [EventFile(*row[:-1], ItemState(row[-1])) for row in conn.execute(sql + " ORDER BY seq", args)]
+
+
+def open_event_files(conn: sqlite3.Connection, plan_id: str) -> list[EventFile]:
+    """The log files a run has left to replay, in plan order."""
+    return event_files(conn, plan_id, OPEN)
 
 
 def open_event_progress(conn: sqlite3.Connection, plan_id: str) -> list[tuple[int, int]]:

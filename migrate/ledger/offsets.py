@@ -4,10 +4,25 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 
-def get(conn: sqlite3.Connection, plan_id: str, path: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM offsets WHERE plan_id=? AND path=?", (plan_id, path)).fetchone()
+@dataclass(frozen=True, slots=True)
+class Offsets:
+    """One log file's row: where its acknowledged prefix ends, and whether the file is done."""
+
+    watermark: int  # byte offset in the decompressed stream
+    line: int  # lines below the watermark
+    published: int
+    quarantined: int
+    done: bool
+
+
+def get(conn: sqlite3.Connection, plan_id: str, path: str) -> Offsets | None:
+    row = conn.execute(
+        "SELECT watermark, line, published, quarantined, done FROM offsets WHERE plan_id=? AND path=?", (plan_id, path)
+    ).fetchone()
+    return None if row is None else Offsets(int(row[0]), int(row[1]), int(row[2]), int(row[3]), bool(row[4]))
 
 
 def begin(conn: sqlite3.Connection, plan_id: str, source: str, path: str, in_flight_ceiling: int) -> None:
@@ -27,6 +42,16 @@ def advance(
     conn.execute(
         "UPDATE offsets SET watermark=?, line=?, published=published+?, quarantined=quarantined+?"
         " WHERE plan_id=? AND path=?",
+        (watermark, line, published, quarantined, plan_id, path),
+    )
+
+
+def set_position(
+    conn: sqlite3.Connection, plan_id: str, path: str, watermark: int, line: int, published: int, quarantined: int
+) -> None:
+    """Like advance(), with absolute counts (a Dask task reports its file's totals)."""
+    conn.execute(
+        "UPDATE offsets SET watermark=?, line=?, published=?, quarantined=? WHERE plan_id=? AND path=?",
         (watermark, line, published, quarantined, plan_id, path),
     )
 

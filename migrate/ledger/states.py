@@ -26,8 +26,21 @@ class ItemState(StrEnum):
 OPEN: tuple[ItemState, ...] = (ItemState.PENDING, ItemState.FAILED)
 # planned items no re-run copies: a new plan must decide about them
 NOT_COPIED: tuple[ItemState, ...] = (ItemState.SOURCE_CHANGED, ItemState.CONFLICT)
+# an item in these states is settled for this plan: what a large upload left behind can go
+SETTLED: tuple[ItemState, ...] = (ItemState.DONE, *NOT_COPIED)
 # the states a run can end an item in that verify reports as a run problem
 RUN_PROBLEMS: tuple[ItemState, ...] = (ItemState.FAILED, *NOT_COPIED)
+
+
+class RunStatus(StrEnum):
+    """`runs.status`: how a run ended (RUNNING while it runs; KILLED when a later run found it dead)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"  # a re-run retries something
+    INTERRUPTED = "interrupted"  # stopped: a re-run resumes
+    INCOMPLETE = "incomplete"  # planned items no re-run copies: a new plan must decide
+    KILLED = "killed"
 
 
 class ItemKind(StrEnum):

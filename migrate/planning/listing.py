@@ -10,13 +10,11 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from google.api_core.exceptions import GoogleAPIError
-
 from migrate.config import TransferConfig
-from migrate.errors import TargetError
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe, retrying
-from migrate.targets.gcs import list_pages, listing_roots
+from migrate.targets.errors import as_target_error
+from migrate.targets.gcs_listing import list_pages, listing_roots
 
 INSERT_CHUNK = 5000
 
@@ -53,7 +51,7 @@ def load_destination(
 
     Each request (bucket lookup, listing page) is retried by migrate.retry; retries are reported as
     'retry' events. Any other error is a TargetError naming the bucket. The listing itself is
-    targets.gcs.list_pages, the same one verify uses (composite-upload parts left out).
+    targets.gcs_listing.list_pages, the same one verify uses (composite-upload parts left out).
     """
     conn.executescript(DEST_TABLE)
     cfg = transfer or TransferConfig()
@@ -66,13 +64,10 @@ def load_destination(
         def on_retry(exc: BaseException, attempt: int, bucket: str = bucket) -> None:
             report(Event("retry", name=f"gs://{bucket}", data={"error": describe(exc), "attempt": attempt}))
 
-        try:
+        with as_target_error(
+            f"cannot look up gs://{bucket}", "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)"
+        ):
             exists = retrying(cfg, on_retry)(lambda bucket=bucket: client.lookup_bucket(bucket, retry=None)) is not None
-        except (GoogleAPIError, OSError) as exc:
-            raise TargetError(
-                f"cannot look up gs://{bucket}: {describe(exc)}",
-                "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)",
-            ) from None
         count = 0
         for prefix in prefixes if exists else ():
             report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))

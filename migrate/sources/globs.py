@@ -129,6 +129,7 @@ class PathFilter:
         # 'tmp/**' prunes tmp, not a/tmp, whose files it does not exclude)
         self._prune = _compile([p[:-3] for p in exclude if p.endswith("/**")], anywhere=False)
         self._everything = "**" in include and not exclude  # the default: no regex per file
+        self.wants_everything = self._everything
 
     def wants(self, relpath: str) -> bool:
         if self._everything:

@@ -14,8 +14,8 @@ block until a final check on the bytes read passes, so a file that changed while
 aborts the request and leaves no object behind.
 
 Composite objects (the large-file path of migrate.transfer.objects) are built from part
-objects under PARTS_PREFIX in the same bucket; list_pages (the listing plan and verify use)
-hides that prefix.
+objects under PARTS_PREFIX in the same bucket; gcs_listing.list_pages (the listing plan and
+verify use) hides that prefix.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import mimetypes
 import os
 import secrets
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -38,10 +38,7 @@ from google.api_core import exceptions as gexc
 from urllib3 import exceptions as u3exc
 
 from migrate import __version__
-from migrate.config import TransferConfig
-from migrate.errors import TargetError
 from migrate.hashing import crc32c_b64
-from migrate.retry import describe, retrying
 from migrate.targets.http1 import Http1
 
 PARTS_PREFIX = ".migrate-parts/"
@@ -58,7 +55,6 @@ _BOUNDARY_BASE = secrets.token_hex(12)
 _BOUNDARY_SEQ = itertools.count()
 _UPLOAD_QUERY = urlencode({"uploadType": "multipart", "fields": _OBJECT_FIELDS}, safe=_QUERY_SAFE)
 LIST_PAGE_SIZE = 1000
-Row = tuple[str, int, str | None, int]
 _CONTENT_TYPES = {".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
 
 
@@ -387,58 +383,3 @@ class Gcs:
             yield from infos
             if not token:
                 return
-
-
-# --- listing the destination (plan and verify) ---------------------------------------------------
-
-
-def listing_roots(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Distinct (bucket, prefix), dropping a prefix that a shorter one in the same bucket already covers."""
-    roots: list[tuple[str, str]] = []
-    for bucket, prefix in sorted(set(pairs)):
-        if any(b == bucket and prefix.startswith(p) for b, p in roots):
-            continue
-        roots.append((bucket, prefix))
-    return roots
-
-
-def list_pages(
-    client,
-    bucket: str,
-    prefix: str = "",
-    *,
-    cfg: TransferConfig | None = None,
-    on_retry: Callable[[BaseException, int], None] | None = None,
-    page_size: int | None = None,
-) -> Iterator[list[Row]]:
-    """Pages of (name, size, crc32c, generation) of the live objects under prefix.
-
-    Each page is one request retried on its own by migrate.retry (on_retry counts the retries) and
-    resumed from its page token, so a transient error on page 900 of a million-object bucket costs
-    one page, not the listing. Composite-upload parts (PARTS_PREFIX) are the run's scratch space,
-    not migrated objects, and are left out. An error that outlives the retries is a TargetError
-    naming the bucket and the fix.
-    """
-    gcs = Gcs(client, pool_size=2)
-    retry = retrying(cfg or TransferConfig(), on_retry)
-    page_size = page_size or LIST_PAGE_SIZE
-    token: str | None = None
-    while True:
-        try:
-            infos, token = retry(lambda token=token: gcs.list_page(bucket, prefix, token, page_size=page_size))
-        except gexc.NotFound:
-            raise TargetError(
-                f"bucket gs://{bucket} not found", "check the bucket names and project, or create the bucket"
-            ) from None
-        except gexc.Forbidden as exc:
-            raise TargetError(
-                f"cannot list gs://{bucket}: {describe(exc)}", "grant storage.objects.list on the bucket"
-            ) from None
-        except (gexc.GoogleAPICallError, OSError) as exc:
-            raise TargetError(
-                f"listing gs://{bucket}/{prefix} failed: {describe(exc)}",
-                "check credentials and network (or STORAGE_EMULATOR_HOST), then run the command again",
-            ) from None
-        yield [(i.name, i.size, i.crc32c, i.generation) for i in infos if not i.name.startswith(PARTS_PREFIX)]
-        if not token:
-            return

@@ -6,13 +6,12 @@ delete (targets.buckets), where a deleted part is gone for good. Mixed into tran
 
 from __future__ import annotations
 
-from google.api_core import exceptions as gexc
-
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64, crc32c_concat
 from migrate.sources.filebody import FileBody, SourceChanged
+from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import MAX_COMPOSE, ObjectInfo, TransportCorruption, content_type, object_metadata, part_prefix
-from migrate.transfer.outcome import Outcome, Tally
+from migrate.transfer.outcome import DONE, PENDING, Outcome, Tally
 from migrate.transfer.sourcecheck import crc_of_range, stat_source
 from migrate.transfer.tasks import LargeJob, PartResult
 
@@ -29,7 +28,7 @@ class CompositeSteps:
         def run(tally: Tally) -> Outcome:
             stat_source(w)
             if not job.resumed:
-                return Outcome(w.seq, "pending", existed=False)
+                return Outcome(w.seq, PENDING, existed=False)
             final = self._call(lambda: self.gcs.get(w.bucket, w.object), tally, w.object)
             if final is not None and final.generation != w.replace_generation:
                 # the compose of an earlier run landed before the run could record it
@@ -42,10 +41,10 @@ class CompositeSteps:
                 if suffix.isdigit():
                     found[int(suffix)] = info
             job.existing = found
-            return Outcome(w.seq, "pending", existed=True)
+            return Outcome(w.seq, PENDING, existed=True)
 
         outcome = self._guard(w, run)
-        if outcome.state == "pending" and not self.abort.is_set():
+        if outcome.state == PENDING and not self.abort.is_set():
             job.retries += outcome.retries
             return job.existing
         return outcome
@@ -106,7 +105,7 @@ class CompositeSteps:
 
         try:
             info = self._call(attempt, tally, name)
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             current = self._call(lambda: self.gcs.get(w.bucket, name), tally, name)
             crc = body.crc if body.crc is not None else crc_of_range(w.path, offset, length)
             if current is not None and current.size == length and current.crc32c == crc32c_b64(crc):
@@ -176,10 +175,10 @@ class CompositeSteps:
 
             try:
                 info = self._call(attempt, tally, w.object)
-            except gexc.PreconditionFailed:
+            except PRECONDITION_FAILED:
                 outcome = self._existing(w, crc, tally)
             else:
-                outcome = Outcome(w.seq, "done", generation=info.generation, crc32c=crc)
+                outcome = Outcome(w.seq, DONE, generation=info.generation, crc32c=crc)
             outcome.uploaded = sum(p.uploaded for p in parts)
             outcome.reused = sum(p.reused for p in parts)
             return outcome

@@ -27,13 +27,13 @@ import threading
 from collections.abc import Callable
 
 import google_crc32c
-from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
 from migrate.hashing import crc32c_b64
 from migrate.progress import Event, Reporter
 from migrate.retry import call_with_retry, describe
 from migrate.sources.filebody import FileBody, SourceChanged
+from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import (
     Gcs,
     ObjectInfo,
@@ -42,7 +42,7 @@ from migrate.targets.gcs import (
     object_metadata,
 )
 from migrate.transfer.composite_steps import CompositeSteps
-from migrate.transfer.outcome import Outcome, Tally, outcome_of
+from migrate.transfer.outcome import CONFLICT, DONE, FAILED, PENDING, Outcome, Tally, outcome_of
 from migrate.transfer.ramp import no_ramp
 from migrate.transfer.resumable_steps import ResumableSteps
 from migrate.transfer.sourcecheck import check_stat, crc_of_range, stat_source
@@ -93,7 +93,7 @@ class Copier(CompositeSteps, ResumableSteps):
     def _guard(self, w: Work, fn: Callable[[Tally], Outcome]) -> Outcome:
         tally = Tally()
         if self.abort.is_set():
-            return Outcome(w.seq, "pending")
+            return Outcome(w.seq, PENDING)
         try:
             outcome = fn(tally)
         except Exception as exc:  # an item's failure must not stop the run; the ledger keeps the reason
@@ -134,12 +134,12 @@ class Copier(CompositeSteps, ResumableSteps):
         """After a 412: the object is there. Same CRC32C = done (an earlier attempt or run wrote it)."""
         info = self._call(lambda: self.gcs.get(w.bucket, w.object), tally, w.object)
         if info is None:
-            return Outcome(w.seq, "failed", error="object creation was refused but no object exists; run again")
+            return Outcome(w.seq, FAILED, error="object creation was refused but no object exists; run again")
         if info.size == w.size and info.crc32c == crc:
-            return Outcome(w.seq, "done", generation=info.generation, crc32c=crc, reused=w.size, existed=True)
+            return Outcome(w.seq, DONE, generation=info.generation, crc32c=crc, reused=w.size, existed=True)
         return Outcome(
             w.seq,
-            "conflict",
+            CONFLICT,
             error=f"gs://{w.bucket}/{w.object} already exists with other content "
             f"(size {info.size}, CRC32C {info.crc32c}; ours {w.size}, {crc}); re-plan to apply conflict_policy",
         )
@@ -168,7 +168,7 @@ class Copier(CompositeSteps, ResumableSteps):
             )
         try:
             info = self._insert(w, body, crc32c=crc or w.crc32c, tally=tally)
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             if crc is None:
                 crc = crc32c_b64(body.crc) if isinstance(body, FileBody) and body.crc is not None else None
                 crc = crc or w.crc32c or crc32c_b64(crc_of_range(w.path, 0, w.size))
@@ -177,7 +177,7 @@ class Copier(CompositeSteps, ResumableSteps):
             self._progress(w.size)
         else:
             crc = crc32c_b64(body.crc) if body.crc is not None else info.crc32c
-        return Outcome(w.seq, "done", generation=info.generation, crc32c=crc, uploaded=w.size)
+        return Outcome(w.seq, DONE, generation=info.generation, crc32c=crc, uploaded=w.size)
 
     def _read_small(self, w: Work) -> tuple[bytes, str]:
         """Read the whole file and prove it is the inventoried one before anything is sent."""

@@ -11,13 +11,14 @@ from collections import deque
 
 from migrate.config import Config
 from migrate.ledger import now, transaction
+from migrate.ledger.states import NOT_COPIED, RUN_PROBLEMS, SETTLED
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
 from migrate.transfer.composite_steps import part_layout
 from migrate.transfer.copier import Copier
 from migrate.transfer.executor import BoundedExecutor, Done
-from migrate.transfer.outcome import Outcome, outcome_of
+from migrate.transfer.outcome import DONE, FAILED, PENDING, SOURCE_CHANGED, Outcome, outcome_of
 from migrate.transfer.summary import FAILURES_KEPT, ObjectsSummary
 from migrate.transfer.tasks import (
     Cleanup,
@@ -55,11 +56,11 @@ class LedgerBatch:
 
     def add(self, o: Outcome) -> None:
         t = now()
-        if o.state == "pending":
+        if o.state == PENDING:
             if o.retries:
                 self.counts.append((o.retries, t, self.plan_id, o.seq))
             return
-        clear = o.state in ("done", "source-changed", "conflict")
+        clear = o.state in SETTLED
         self.final.append((o.state, o.generation, o.crc32c, o.error, o.retries, clear, t, self.plan_id, o.seq))
 
     def maybe_flush(self) -> None:
@@ -158,7 +159,7 @@ class Dispatch:
                 continue
             if isinstance(task, ResumableStep) and self.stopping:
                 job = task.job  # its session and offset are in the ledger: the next run resumes there
-                self.finish_large(job, Outcome(job.work.seq, "pending", retries=job.retries, corrupt=job.corrupt))
+                self.finish_large(job, Outcome(job.work.seq, PENDING, retries=job.retries, corrupt=job.corrupt))
                 continue
             return task
         return None
@@ -183,7 +184,7 @@ class Dispatch:
             if isinstance(done.result, Outcome):
                 self.finish_large(job, done.result)
             elif self.stopping:
-                self.finish_large(job, Outcome(seq, "pending", retries=job.retries))
+                self.finish_large(job, Outcome(seq, PENDING, retries=job.retries))
             else:
                 job.outstanding = job.n_parts
                 self.ready.extend(UploadPart(job, index) for index in range(job.n_parts))
@@ -207,7 +208,7 @@ class Dispatch:
             job.session = done.result
             self.ledger.set_upload_state(seq, done.result)  # committed before the next chunk is sent
             if self.stopping:
-                self.finish_large(job, Outcome(seq, "pending", retries=job.retries, corrupt=job.corrupt))
+                self.finish_large(job, Outcome(seq, PENDING, retries=job.retries, corrupt=job.corrupt))
             else:
                 self.ready.appendleft(ResumableStep(job))
 
@@ -222,7 +223,7 @@ class Dispatch:
         elif len(job.parts) == job.n_parts:
             self.ready.appendleft(Compose(job))
         else:  # stopped: the parts uploaded so far stay for the next run
-            self.finish_large(job, Outcome(job.work.seq, "pending", retries=job.retries))
+            self.finish_large(job, Outcome(job.work.seq, PENDING, retries=job.retries))
 
     def finish_large(self, job: LargeJob, outcome: Outcome) -> None:
         """The job's one cleanup hook runs when it ended for good; pending and failed jobs keep their
@@ -230,8 +231,8 @@ class Dispatch:
         self.jobs.pop(job.work.seq, None)
         if job.kind == COMPOSITE:
             outcome.corrupt += job.corrupt
-        ended = outcome.state in ("done", "conflict", "source-changed")
-        abandoned = outcome.state in ("conflict", "source-changed")
+        ended = outcome.state in SETTLED
+        abandoned = outcome.state in NOT_COPIED
         if job.cleanup is not None and (abandoned or (ended and job.kind == COMPOSITE)):
             job.ending = outcome
             self.ready.append(Cleanup(job))
@@ -246,7 +247,7 @@ class Dispatch:
         s.reused_bytes += o.reused
         self.ledger.add(o)
         name = f"gs://{w.bucket}/{w.object}"
-        if o.state == "failed" and o.transient:
+        if o.state == FAILED and o.transient:
             self.transient_streak += 1
             if self.transient_streak >= self.streak_limit and self.halted is None:
                 # the target, not the items, is failing: more items would each wait out a full retry budget
@@ -255,19 +256,19 @@ class Dispatch:
                     f" (last: {o.error}); GCS looks unavailable. The run is resumable: run the same command again"
                 )
                 self.stopping = True
-        elif o.state != "pending":
+        elif o.state != PENDING:
             self.transient_streak = 0
-        if o.state == "done":
+        if o.state == DONE:
             s.done += 1
             if o.existed:
                 s.existed += 1
             else:
                 s.uploaded += 1
             self.report(Event("object_done", name=name, n=w.size, data={"reused": o.reused}))
-        elif o.state in ("failed", "source-changed", "conflict"):
-            if o.state == "failed":
+        elif o.state in RUN_PROBLEMS:
+            if o.state == FAILED:
                 s.failed += 1
-            elif o.state == "source-changed":
+            elif o.state == SOURCE_CHANGED:
                 s.source_changed += 1
             else:
                 s.conflict += 1
@@ -283,7 +284,7 @@ class Dispatch:
                         "reason": o.error or "",
                     }
                 )
-            kind = "source_changed" if o.state == "source-changed" else "object_failed"
+            kind = "source_changed" if o.state == SOURCE_CHANGED else "object_failed"
             self.report(Event(kind, name=name, data={"error": o.error, "state": o.state}))
         self.ledger.maybe_flush()
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 from migrate.config import Config
 from migrate.ledger import items
-from migrate.ledger.states import OPEN, ItemKind, ItemState
+from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState, placeholders
 from migrate.plan import ObjectItem, Plan
 from migrate.progress import Reporter
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
@@ -74,21 +74,7 @@ def _page(conn, cfg: Config, plan_id: str, page: list[ObjectItem], counts: Count
             counts[state] += 1
             continue
         path = it.path or str(cfg.catalog_source(it.source).root / it.relpath)
-        yield Work(
-            seq=it.seq,
-            source=it.source,
-            relpath=it.relpath,
-            path=path,
-            bucket=it.bucket,
-            object=it.object,
-            size=it.size,
-            mtime_ns=it.mtime_ns,
-            inode=it.inode,
-            crc32c=it.crc32c,
-            storage_class=it.storage_class,
-            replace_generation=it.replace_generation if it.overwrite else None,
-            upload_state=_parse_state(upload_state),
-        )
+        yield Work.of(it, path, _parse_state(upload_state))
 
 
 def _parse_state(text: str | None) -> dict | None:
@@ -189,8 +175,8 @@ def copy_objects(
         raise
     ex.shutdown(wait=True)
     d.ledger.flush()
-    summary.already_done = counts.get("done", 0)
-    summary.previously_skipped = counts.get("source-changed", 0) + counts.get("conflict", 0)
+    summary.already_done = counts.get(ItemState.DONE, 0)
+    summary.previously_skipped = sum(counts.get(state, 0) for state in NOT_COPIED)
     summary.pending = items.count(conn, plan.plan_id, ItemKind.OBJECT, OPEN) - summary.failed
     summary.halted = d.halted
     summary.planned = items.count(conn, plan.plan_id, ItemKind.OBJECT)
@@ -208,9 +194,9 @@ def large_file_buckets(conn, plan_id: str, threshold: int) -> list[str]:
     return [
         r[0]
         for r in conn.execute(
-            "SELECT DISTINCT bucket FROM items WHERE plan_id=? AND kind='object' AND state IN ('pending', 'failed')"
+            f"SELECT DISTINCT bucket FROM items WHERE plan_id=? AND kind=? AND state IN ({placeholders(OPEN)})"
             " AND (size >= ? OR upload_state IS NOT NULL) ORDER BY bucket",
-            (plan_id, max(threshold, 1)),
+            (plan_id, ItemKind.OBJECT, *OPEN, max(threshold, 1)),
         )
     ]
 

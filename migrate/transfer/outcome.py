@@ -15,10 +15,10 @@ SOURCE_CHANGED, CONFLICT = ItemState.SOURCE_CHANGED, ItemState.CONFLICT
 
 @dataclass(slots=True)
 class Outcome:
-    """How one item ended in this run. state 'pending' means: interrupted, try again next run."""
+    """How one item ended in this run, in the ledger's states (PENDING: interrupted, try again next run)."""
 
     seq: int
-    state: str  # done | failed | source-changed | conflict | pending
+    state: ItemState  # DONE | FAILED | SOURCE_CHANGED | CONFLICT, or PENDING: try again next run
     generation: int | None = None
     crc32c: str | None = None
     uploaded: int = 0  # bytes sent by successful requests

@@ -29,7 +29,8 @@ from migrate import clients
 from migrate.config import Config
 from migrate.errors import SourceError
 from migrate.ledger import items, offsets, transaction
-from migrate.ledger.states import ItemKind, ItemState
+from migrate.ledger.items import EventFile
+from migrate.ledger.states import ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.quarantine import Quarantine
@@ -108,11 +109,11 @@ class _Replay:
 
     # --- main loop --------------------------------------------------------------------------
 
-    def run(self, rows: Sequence[sqlite3.Row]) -> ReplaySummary:
+    def run(self, rows: Sequence[EventFile]) -> ReplaySummary:
         resume = {}
         for it in rows:
             row = self._offsets(it)
-            resume[it["relpath"]] = row["watermark"] if row else 0
+            resume[it.relpath] = row.watermark if row else 0
         self.quarantine = Quarantine(self.cfg.project.state_dir, self.plan.plan_id, resume)
         try:
             for n, item in enumerate(rows):
@@ -138,21 +139,21 @@ class _Replay:
         self.summary.max_possible_duplicates = self._duplicate_bound() + self.retried_messages
         return self.summary
 
-    def _offsets(self, item) -> sqlite3.Row | None:
-        return offsets.get(self.conn, self.plan.plan_id, item["relpath"])
+    def _offsets(self, item: EventFile) -> offsets.Offsets | None:
+        return offsets.get(self.conn, self.plan.plan_id, item.relpath)
 
-    def _start(self, item: sqlite3.Row) -> FileState | None:
-        path = item["relpath"]
+    def _start(self, item: EventFile) -> FileState | None:
+        path = item.relpath
         pid = self.plan.plan_id
         row = self._offsets(item)
-        if row is not None and row["done"]:
-            if item["state"] != ItemState.DONE:
+        if row is not None and row.done:
+            if item.state != ItemState.DONE:
                 self._set_item(item, ItemState.DONE, None)
             return None
         try:
-            listener = self.cfg.listener_source(item["source"])
+            listener = self.cfg.listener_source(item.source)
         except KeyError:
-            self._failed(item, f"listener {item['source']!r} is not in the config any more")
+            self._failed(item, f"listener {item.source!r} is not in the config any more")
             return None
         changed = changed_since_plan(path, item)
         if changed:
@@ -160,16 +161,16 @@ class _Replay:
             self.summary.files_changed += 1
             self.report(Event("source_changed", name=path, data={"reason": changed}))
             return None
-        watermark, line, published = (row["watermark"], row["line"], row["published"]) if row else (0, 0, 0)
-        total = self.events_per_item.get(item["seq"])
+        watermark, line, published = (row.watermark, row.line, row.published) if row else (0, 0, 0)
+        total = self.events_per_item.get(item.seq)
         ceiling = self.ceiling if total is None else min(self.ceiling, max(0, total - published))
         with transaction(self.conn):
-            offsets.begin(self.conn, pid, item["source"], path, ceiling)
-            items.count_attempt(self.conn, pid, item["seq"])
+            offsets.begin(self.conn, pid, item.source, path, ceiling)
+            items.count_attempt(self.conn, pid, item.seq)
         return FileState(item, listener, watermark, line, self.window)
 
     def _read(self, st: FileState) -> None:
-        topic = st.item["topic"] or st.listener.topic
+        topic = st.item.topic or st.listener.topic
         pub = self.publisher(topic)
         pid = self.plan.plan_id
         lname = st.listener.name
@@ -181,7 +182,7 @@ class _Replay:
         fixed = {"plan_id": pid, "listener": lname}
         self.active.append(st)
         reader = iter_records(path, st.listener, st.watermark, st.line)
-        planned_size = st.item["size"]
+        planned_size = st.item.size
         since_commit = 0
         try:
             for rec in reader:
@@ -276,7 +277,7 @@ class _Replay:
         """Inside a transaction: record how the file ended."""
         pid, path, item = self.plan.plan_id, st.path, st.item
         if st.retries:
-            items.add_retries(self.conn, pid, item["seq"], st.retries)
+            items.add_retries(self.conn, pid, item.seq, st.retries)
         if st.resent:
             # a retried request may have been accepted the first time: verify shows these duplicates apart
             offsets.add_resent(self.conn, pid, path, st.resent)
@@ -308,14 +309,14 @@ class _Replay:
     def _set_item(self, item, state: ItemState, error: str | None, tx: bool = True) -> None:
         if tx:
             with transaction(self.conn):
-                items.set_state(self.conn, self.plan.plan_id, item["seq"], state, error)
+                items.set_state(self.conn, self.plan.plan_id, item.seq, state, error)
         else:
-            items.set_state(self.conn, self.plan.plan_id, item["seq"], state, error)
+            items.set_state(self.conn, self.plan.plan_id, item.seq, state, error)
 
     def _failed(self, item, error: str) -> None:
         self._set_item(item, ItemState.FAILED, error)
         self.summary.files_failed += 1
-        self.summary.errors.append(f"{item['relpath']}: {error}")
+        self.summary.errors.append(f"{item.relpath}: {error}")
 
     def _duplicate_bound(self) -> int:
         return offsets.duplicate_bound(self.conn, self.plan.plan_id)
@@ -325,16 +326,16 @@ def replay_events(
     conn: sqlite3.Connection,
     cfg: Config,
     plan: Plan,
-    rows: Sequence[sqlite3.Row],
+    rows: Sequence[EventFile],
     *,
     report: Reporter,
     stop: threading.Event,
     client=None,
 ) -> ReplaySummary:
-    """Publish the events of `rows` (the plan's kind='events' ledger rows); see the module docstring.
+    """Publish the events of `rows` (the plan's log files in the ledger); see the module docstring.
 
     Never raises for a bad file: failures are in the summary (and items.state/last_error).
     """
     return _Replay(conn, cfg, plan, report=report, stop=stop, client=client).run(
-        [it for it in rows if it["kind"] == ItemKind.EVENTS and it["state"] != ItemState.DONE]
+        [it for it in rows if it.state != ItemState.DONE]
     )

@@ -5,12 +5,12 @@ log still is the file the plan saw."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from migrate.config import ListenerSource
+from migrate.ledger.items import EventFile
 from migrate.sources.eventlog import Record, only_appended, source_attribute
 
 COMMIT_EVERY = 1000  # records read between watermark commits (at most)
@@ -70,9 +70,9 @@ class FileState:
         "popped",
     )
 
-    def __init__(self, item: sqlite3.Row, listener: ListenerSource, watermark: int, line: int, window) -> None:
+    def __init__(self, item: EventFile, listener: ListenerSource, watermark: int, line: int, window) -> None:
         self.item = item
-        self.path: str = item["relpath"]
+        self.path: str = item.relpath
         self.listener = listener
         self.lock = threading.Lock()
         self.entries: dict[int, tuple[int, int, int, int]] = {}  # seq -> (end_offset, line, is_event, nbytes)
@@ -214,7 +214,7 @@ def attributes_for(path: str) -> Callable[[Record], dict[str, str]]:
     return attributes
 
 
-def changed_since_plan(path: str, item) -> str | None:
+def changed_since_plan(path: str, item: EventFile) -> str | None:
     """Why the file no longer matches the plan's (size, mtime_ns, inode), or None.
 
     A plain log that was only appended to (same inode, its planned bytes with the CRC32C the plan
@@ -225,12 +225,12 @@ def changed_since_plan(path: str, item) -> str | None:
         st = os.stat(path)
     except OSError as exc:
         return f"cannot stat ({exc.strerror or exc})"
-    if item["inode"] is not None and st.st_ino != item["inode"]:
+    if item.inode is not None and st.st_ino != item.inode:
         return "inode differs from the plan (file replaced)"
-    if st.st_size > item["size"] and only_appended(path, item["size"], item["crc32c"]):
+    if st.st_size > item.size and only_appended(path, item.size, item.crc32c):
         return None
-    if st.st_size != item["size"]:
-        return f"size {st.st_size} != planned {item['size']}"
-    if item["mtime_ns"] is not None and st.st_mtime_ns != item["mtime_ns"]:
+    if st.st_size != item.size:
+        return f"size {st.st_size} != planned {item.size}"
+    if item.mtime_ns is not None and st.st_mtime_ns != item.mtime_ns:
         return "mtime differs from the plan"
     return None

@@ -9,15 +9,14 @@ started again. Rules and docs: targets.resumable.
 
 from __future__ import annotations
 
-from google.api_core import exceptions as gexc
-
 from migrate.hashing import crc32c_b64
 from migrate.hashing import crc32c_combine as combine
 from migrate.sources.filebody import FileBody, SourceChanged
 from migrate.targets import resumable
 from migrate.targets.buckets import RESUMABLE
+from migrate.targets.errors import PRECONDITION_FAILED
 from migrate.targets.gcs import ObjectInfo, TransportCorruption, content_type, object_metadata
-from migrate.transfer.outcome import Outcome, Tally
+from migrate.transfer.outcome import DONE, FAILED, PENDING, Outcome, Tally
 from migrate.transfer.sourcecheck import crc_of_range, stat_source
 from migrate.transfer.tasks import LargeJob
 
@@ -49,14 +48,14 @@ class ResumableSteps:
                 if restart.corrupt:
                     job.corrupt += 1
                     if job.corrupt > MAX_CORRUPT:
-                        return Outcome(w.seq, "failed", error=f"CRC32C mismatch on {job.corrupt} uploads in a row")
+                        return Outcome(w.seq, FAILED, error=f"CRC32C mismatch on {job.corrupt} uploads in a row")
             if isinstance(result, Outcome):
                 return result
             state = result
-            return Outcome(w.seq, "pending")
+            return Outcome(w.seq, PENDING)
 
         outcome = self._guard(w, run)
-        if outcome.state == "pending" and state and not self.abort.is_set():
+        if outcome.state == PENDING and state and not self.abort.is_set():
             job.retries += outcome.retries
             job.corrupt += outcome.corrupt
             return state
@@ -133,7 +132,7 @@ class ResumableSteps:
 
         try:
             answer = self._call(attempt, tally, w.object)
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             return self._existing(w, crc32c_b64(self._crc_at(w.path, 0, 0, size)), tally)
         if isinstance(answer, ObjectInfo):
             return self._finished(job, answer, offset, crc, match)
@@ -165,7 +164,7 @@ class ResumableSteps:
                 tally,
                 w.object,
             )
-        except gexc.PreconditionFailed:
+        except PRECONDITION_FAILED:
             crc = w.crc32c or crc32c_b64(self._crc_at(w.path, 0, 0, w.size))
             return self._existing(w, crc, tally)
         job.query_first = False
@@ -180,7 +179,7 @@ class ResumableSteps:
             raise _Restart(info.generation, corrupt=True)
         if offset < w.size and not job.uploaded:
             job.reused += w.size - offset
-        return Outcome(w.seq, "done", generation=info.generation, crc32c=full)
+        return Outcome(w.seq, DONE, generation=info.generation, crc32c=full)
 
     def _crc_at(self, path: str, known_offset: int, known_crc: int, target: int) -> int:
         """CRC32C of the file's first `target` bytes, from a known prefix CRC where possible."""

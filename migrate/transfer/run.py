@@ -27,7 +27,7 @@ from migrate.config import Config
 from migrate.errors import EventsUnverifiable, UsageError
 from migrate.ledger import connect, items, now
 from migrate.ledger.items import register_items
-from migrate.ledger.states import ItemKind, ItemState
+from migrate.ledger.states import ItemKind, ItemState, RunStatus
 from migrate.plan import Plan, load_plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.ratelimit import limiter
@@ -56,7 +56,7 @@ class RunSummary:
     plan_id: str
     plan_name: str
     run_id: int
-    status: str = "running"  # ok | failed | interrupted | incomplete (see _status)
+    status: RunStatus = RunStatus.RUNNING  # then how it ended (see _status)
     workers: int = 0
     bwlimit: int = 0
     elapsed: float = 0.0
@@ -71,7 +71,7 @@ class RunSummary:
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        return self.status == RunStatus.FAILED
 
     @property
     def retries(self) -> int:
@@ -120,7 +120,10 @@ def run_plan(
     try:
         with _plan_lock(Path(cfg.project.state_dir), plan), ExitStack() as closing:
             # a 'running' row whose lock is free belongs to a run that was killed
-            conn.execute("UPDATE runs SET status='killed' WHERE plan_id=? AND status='running'", (plan.plan_id,))
+            conn.execute(
+                "UPDATE runs SET status=? WHERE plan_id=? AND status=?",
+                (RunStatus.KILLED, plan.plan_id, RunStatus.RUNNING),
+            )
             return _run(conn, cfg, plan, options, report, stop, gcs_client, closing)
     finally:
         conn.close()
@@ -202,7 +205,7 @@ def _run(
         if options.kinds in ("all", "events") and not stop.is_set() and not halted:
             summary.events = _events(conn, cfg, plan, run_id, report, stop, engine)
     except BaseException:
-        summary.status = "interrupted"
+        summary.status = RunStatus.INTERRUPTED
         summary.elapsed = time.monotonic() - started
         _close_run(conn, summary)
         raise
@@ -334,18 +337,18 @@ def _events(conn, cfg: Config, plan: Plan, run_id: int, report: Reporter, stop, 
     return replay_events(conn, cfg, plan, rows, report=report, stop=stop).to_dict()
 
 
-def _status(summary: RunSummary, stop: threading.Event) -> str:
+def _status(summary: RunSummary, stop: threading.Event) -> RunStatus:
     """failed: a re-run retries something. interrupted: a re-run resumes. incomplete: planned items
     that no re-run will copy (changed since inventory, or in conflict): a new plan must decide."""
     o = summary.objects
     ev = summary.events or {}
     if bool(o and o.failed) or bool(ev.get("files_failed")):
-        return "failed"
+        return RunStatus.FAILED
     if stop.is_set() or bool(o and o.pending) or bool(ev.get("files_pending")) or bool(ev.get("interrupted")):
-        return "interrupted"
+        return RunStatus.INTERRUPTED
     if summary.not_copied:
-        return "incomplete"
-    return "ok"
+        return RunStatus.INCOMPLETE
+    return RunStatus.OK
 
 
 def _close_run(conn, s: RunSummary) -> None:

@@ -10,29 +10,29 @@ and, when it ends for good, at most one Cleanup (its parts deleted, or its sessi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from migrate.plan import ObjectItem
 from migrate.targets.gcs import ObjectInfo
 from migrate.transfer.outcome import Outcome
 
+_ITEM_FIELDS = tuple(f.name for f in fields(ObjectItem))
 
-@dataclass(slots=True)
-class Work:
-    """One object item to copy: the manifest's fields plus the ledger's resume state."""
 
-    seq: int
-    source: str
-    relpath: str
-    path: str
-    bucket: str
-    object: str
-    size: int
-    mtime_ns: int | None
-    inode: int | None
-    crc32c: str | None
-    storage_class: str | None
-    replace_generation: int | None
-    upload_state: dict | None
+@dataclass(frozen=True, slots=True)
+class Work(ObjectItem):
+    """One object item to copy: the plan's ObjectItem, its path resolved and replace_generation set only
+    when it overwrites, plus the ledger's resume state (a large upload's layout or session)."""
+
+    upload_state: dict | None = None
+
+    @classmethod
+    def of(cls, item: ObjectItem, path: str, upload_state: dict | None = None) -> Work:
+        values = {name: getattr(item, name) for name in _ITEM_FIELDS}
+        values.update(path=path, upload_state=upload_state)
+        if not item.overwrite:
+            values["replace_generation"] = None
+        return cls(**values)
 
 
 @dataclass(slots=True)

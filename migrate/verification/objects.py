@@ -24,7 +24,7 @@ from migrate.ledger.states import ItemState
 from migrate.plan import DONE_SKIP_REASONS, SKIP_CONFLICT, ObjectItem, Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
-from migrate.targets.gcs import list_pages, listing_roots
+from migrate.targets.gcs_listing import list_pages, listing_roots
 from migrate.verification.model import Listing, ObjectsResult
 from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING, ProblemLines, object_path
 

@@ -1,0 +1,101 @@
+"""Bulk inserts into the ledger from a second process, so that producing rows and storing them overlap.
+
+A first inventory of a large tree spends about as long in SQLite as in the walk itself; in one
+process the two take turns (threads do not help: every row is bound under the GIL). BulkWriter
+starts `python -m migrate.ledger.bulk`, which opens its own connection to the ledger and runs one
+INSERT statement over each batch of rows it is sent (pickled, one transaction per batch) while the
+caller goes on walking. The pipe bounds memory: a caller that gets ahead waits in send.
+
+Only the caller's rows go through the child: the caller must not write to the ledger until close()
+returns (SQLite has one writer at a time; the child would wait for the caller's lock, and the
+caller for the child).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import subprocess
+import sys
+
+from migrate.ledger.schema import LedgerError, transaction
+
+_STDERR_TAIL = 2000
+
+
+class BulkWriter:
+    """Runs `sql` over batches of rows in a child process connected to the ledger at `db_path`."""
+
+    def __init__(self, db_path: str, sql: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "migrate.ledger.bulk", db_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._send(sql)
+
+    def write(self, rows: list[tuple]) -> None:
+        """Queue one batch (one transaction in the child); blocks while the child is a batch behind."""
+        self._send(rows)
+
+    def close(self) -> None:
+        """Wait until every batch is committed; LedgerError if the child failed."""
+        try:
+            self._send(None)
+            self._proc.stdin.close()
+        except LedgerError:
+            pass  # the child's own error is the one to report
+        err = self._proc.stderr.read()
+        if self._proc.wait() != 0:
+            raise LedgerError(
+                f"bulk insert into the ledger failed: {_last_line(err)}",
+                "check that project.state_dir has free space and is not used by another migrate",
+            )
+
+    def abort(self) -> None:
+        """Stop the child (an error in the caller); batches not yet committed are lost."""
+        self._proc.kill()
+        self._proc.wait()
+
+    def _send(self, obj) -> None:
+        try:
+            pickle.dump(obj, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            err = self._proc.stderr.read()
+            self._proc.wait()
+            raise LedgerError(
+                f"bulk insert into the ledger failed: {_last_line(err)}",
+                "check that project.state_dir has free space and is not used by another migrate",
+            ) from None
+
+
+def _last_line(err: bytes) -> str:
+    lines = err.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][-_STDERR_TAIL:] if lines else "the writer process ended"
+
+
+def serve(db_path: str, source, sink=sys.stderr) -> int:
+    """The child: the first object read is the statement, then batches of rows until None."""
+    conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")  # the ledger is in WAL mode already (schema.connect)
+    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        sql = pickle.load(source)
+        while (rows := pickle.load(source)) is not None:
+            with transaction(conn):
+                conn.executemany(sql, rows)
+    except EOFError:
+        print("the caller went away before the last batch", file=sink)
+        return 1
+    except (sqlite3.Error, OSError, pickle.UnpicklingError) as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sink)
+        return 1
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1], sys.stdin.buffer))

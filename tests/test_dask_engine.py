@@ -232,6 +232,42 @@ def test_inventory_on_workers_matches_the_local_walk(tmp_path, write_config, buc
     assert rep.catalog[0].rehashed == 300
 
 
+def test_listener_logs_are_scanned_on_the_workers_that_mount_them(tmp_path, write_config, bucket, topic, emulators):
+    config, _ = dask_kit.build(
+        tmp_path, write_config, bucket, topic, objects=20, sources=("cat",), logs=5, events_per_log=300
+    )
+    cfg = load_config(config)
+    with (tmp_path / "logs" / "plays-01.jsonl").open("ab") as log:
+        log.write(b"{not json\n")  # a bad line, seen on the worker
+    conn = connect(cfg.project.state_dir)
+    from migrate.inventory import run_inventory
+
+    columns = "source, path, size, inode, events, malformed, id_digest, crc32c, status"
+    run_inventory(cfg, conn)
+    local = {tuple(r) for r in conn.execute(f"SELECT {columns} FROM event_files")}
+    bad = {tuple(r) for r in conn.execute("SELECT source, path, line, offset, reason FROM bad_lines")}
+    conn.execute("DELETE FROM event_files")
+    conn.execute("DELETE FROM bad_lines")
+    conn.commit()
+    from migrate.engine import dask_inventory
+
+    with dask_kit.local_cluster(2, 1, ("cat", "plays")) as cluster, distributed.Client(cluster) as client:
+        with distributed.get_task_stream(client) as stream:
+            dask_inventory.run_inventory_dask(
+                cfg, conn, hash=False, report=lambda e: None, scheduler=cluster.scheduler_address
+            )
+        workers = set(client.scheduler_info()["workers"])
+    on_dask = {tuple(r) for r in conn.execute(f"SELECT {columns} FROM event_files")}
+    bad_on_dask = {tuple(r) for r in conn.execute("SELECT source, path, line, offset, reason FROM bad_lines")}
+    conn.close()
+    assert on_dask == local and len(local) == 5
+    assert bad_on_dask == bad and len(bad) == 1
+    ran = [(t["key"].split("-")[0], t["worker"]) for t in stream.data]
+    assert sum(1 for name, _ in ran if name == "list_logs") == 1
+    assert sum(1 for name, _ in ran if name == "scan_logs") == 2  # 5 files, LOG_CHUNK to a task
+    assert {w for name, w in ran if name in ("list_logs", "scan_logs")} <= workers
+
+
 def test_the_default_engine_never_imports_distributed(tmp_path, write_config, bucket, emulators):
     config, plan = dask_kit.build(tmp_path, write_config, bucket, None, objects=5)
     code = (

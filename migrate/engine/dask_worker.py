@@ -351,6 +351,20 @@ def hash_paths(fn, paths: list[bytes]) -> list:
     return [fn(p) for p in paths]
 
 
+def list_logs(listener) -> list:
+    """A listener's log files and their (size, mtime_ns, inode), on a worker that mounts it."""
+    from migrate.inventory import list_logs
+
+    return list_logs(listener)
+
+
+def scan_logs(listener, paths: list[str]) -> list:
+    """The inventory scan (counts, id digest, time range, bad lines) of each log, on a worker that mounts it."""
+    from migrate.sources.eventlog import scan_file
+
+    return [scan_file(path, listener) for path in paths]
+
+
 # --- events --------------------------------------------------------------------------------------
 
 

@@ -6,12 +6,11 @@ for resumed sessions), with a LocalCluster of worker processes the driver connec
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import dask_kit
 import pytest
-from test_large_files import MIB, _new_bucket, _plan, _session_state, on_resumable_gcs, resumable_gcs  # noqa: F401
+from test_large_files import MIB, _session_state, on_resumable_gcs, one_file_plan, resumable_gcs  # noqa: F401
 
 from migrate.targets.buckets import RESUMABLE
 from migrate.transfer.run import RunOptions, run_plan
@@ -28,17 +27,10 @@ def test_worker_killed_mid_resumable_upload_resumes_the_recorded_session(
     on_resumable_gcs,  # noqa: F811 (the fixture, imported)
 ):
     proxy, client = on_resumable_gcs
-    bucket = _new_bucket(client, f"dask-kill-{random.randrange(1 << 30)}")
     size = 64 * MIB
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "master.flac").write_bytes(random.Random(6).randbytes(size))
-    config = write_config(
-        catalog=[{"name": "cat", "root": str(tree), "bucket": bucket, "prefix": "c/"}],
-        # 2 task slots share the cap: one upload runs at 16 MiB/s, about 4 s for the file
-        transfer={"chunk_size": "4MiB", "bandwidth_limit": "32MiB/s", "workers": 2},
-    )
-    cfg, plan = _plan(config)
+    # 2 task slots share the cap: one upload runs at 16 MiB/s, about 4 s for the file
+    transfer = {"chunk_size": "4MiB", "bandwidth_limit": "32MiB/s", "workers": 2}
+    bucket, _, cfg, plan = one_file_plan(tmp_path, write_config, client, "dask-kill", size, 6, transfer)
     state_dir = Path(cfg.project.state_dir)
     with dask_kit.local_cluster(2, 1, ("cat",)) as cluster, distributed.Client(cluster) as dc:
         options = RunOptions(engine="dask", scheduler=cluster.scheduler_address)

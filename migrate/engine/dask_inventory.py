@@ -29,6 +29,17 @@ HASH_CHUNK = 64  # files per hash task
 LOG_CHUNK = 4  # log files per scan task (a log is often large: a few per task spread them over workers)
 
 
+def _chunk_tasks(engine: DaskEngine, source: str, fn: Callable, lead: tuple, items: list, size: int) -> list:
+    """One task fn(*lead, chunk) per `size` items, on workers that mount the source; their futures."""
+    resources = {mount_resource(source): 1}
+    futures = [
+        engine.client.submit(fn, *lead, items[i : i + size], resources=resources, pure=False)
+        for i in range(0, len(items), size)
+    ]
+    engine.stats.tasks += len(futures)
+    return futures
+
+
 class _HashPool:
     """The `pool.map` inventory._apply_batch hashes with, on the workers that mount the source."""
 
@@ -39,14 +50,8 @@ class _HashPool:
     def map(self, fn: Callable, paths: list) -> Iterator:
         from migrate.engine.dask_worker import hash_paths
 
-        client = self.engine.client
-        chunks = [paths[i : i + HASH_CHUNK] for i in range(0, len(paths), HASH_CHUNK)]
-        futures = [
-            client.submit(hash_paths, fn, chunk, resources={mount_resource(self.source): 1}, pure=False)
-            for chunk in chunks
-        ]
-        self.engine.stats.tasks += len(futures)
-        for result in client.gather(futures):
+        futures = _chunk_tasks(self.engine, self.source, hash_paths, (fn,), paths, HASH_CHUNK)
+        for result in self.engine.client.gather(futures):
             yield from result
 
     def shutdown(self) -> None:
@@ -73,13 +78,7 @@ class DaskScanner:
 
         from migrate.engine.dask_worker import scan_logs
 
-        client = self.engine.client
-        chunks = [paths[i : i + LOG_CHUNK] for i in range(0, len(paths), LOG_CHUNK)]
-        futures = [
-            client.submit(scan_logs, src, chunk, resources={mount_resource(src.name): 1}, pure=False)
-            for chunk in chunks
-        ]
-        self.engine.stats.tasks += len(futures)
+        futures = _chunk_tasks(self.engine, src.name, scan_logs, (src,), paths, LOG_CHUNK)
         for future in as_completed(futures):
             yield from future.result()
             future.release()

@@ -125,7 +125,9 @@ def run_inventory(
         if wanted is None or src.name in wanted
     ]
     listeners = [
-        _inventory_logs(conn, src, snap, report) for src in cfg.listeners if wanted is None or src.name in wanted
+        _inventory_logs(conn, src, snap, report, scanner)
+        for src in cfg.listeners
+        if wanted is None or src.name in wanted
     ]
     result = InventoryReport(snap, hash, round(time.monotonic() - started, 3), catalog, listeners)
     with transaction(conn):
@@ -395,25 +397,42 @@ def _summarise_tree(conn: sqlite3.Connection, source: str, rep: CatalogReport) -
 # --- listener logs -------------------------------------------------------------------------------
 
 
-def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, report: Reporter) -> ListenerReport:
-    from migrate.sources.eventlog import expand_paths, scan_file
+def list_logs(src: ListenerSource) -> list[tuple[str, tuple[int, int, int] | None]]:
+    """Each log file of the listener with its (size, mtime_ns, inode), None where stat failed."""
+    from migrate.sources.eventlog import expand_paths
 
-    rep = ListenerReport(src.name, src.topic)
-    report(Event("phase", name=f"scanning {src.name}"))
+    out = []
     for path in expand_paths(src):
         try:
             st = os.stat(path)
-            ident = (st.st_size, st.st_mtime_ns, st.st_ino)
+            out.append((path, (st.st_size, st.st_mtime_ns, st.st_ino)))
         except OSError:
-            ident = None
+            out.append((path, None))
+    return out
+
+
+def _inventory_logs(
+    conn: sqlite3.Connection, src: ListenerSource, snap: int, report: Reporter, scanner=None
+) -> ListenerReport:
+    """The listener's files into event_files; unchanged ones are kept, the rest scanned (here, or on the
+    workers that mount the listener when scanner is engine/dask_inventory.DaskScanner)."""
+    from migrate.sources.eventlog import scan_file
+
+    rep = ListenerReport(src.name, src.topic)
+    report(Event("phase", name=f"scanning {src.name}"))
+    todo = []
+    for path, ident in scanner.list_logs(src) if scanner is not None else list_logs(src):
         old = conn.execute(
             "SELECT size, mtime_ns, inode, status FROM event_files WHERE source=? AND path=?", (src.name, path)
         ).fetchone()
-        if ident is not None and old is not None and tuple(old[:3]) == ident and old["status"] == LogStatus.OK:
+        if ident is not None and old is not None and tuple(old[:3]) == tuple(ident) and old["status"] == LogStatus.OK:
             with transaction(conn):
                 conn.execute("UPDATE event_files SET seen=? WHERE source=? AND path=?", (snap, src.name, path))
             continue
-        scan = scan_file(path, src)
+        todo.append(path)
+    scans = scanner.scan_logs(src, todo) if scanner is not None else (scan_file(path, src) for path in todo)
+    for scan in scans:
+        path = scan.path
         rep.rescanned += 1
         status = LogStatus.ANOMALY if scan.anomaly else LogStatus.OK
         with transaction(conn):

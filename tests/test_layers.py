@@ -15,7 +15,17 @@ import migrate
 PACKAGE = Path(migrate.__file__).parent
 # the target side outside the targets/ package: the client factory, and the retry policy over targets/errors.py
 TARGET_SIDE = {"clients", "retry"}
-STAGES = {"planning", "transfer", "verification", "engine", "inventory", "preflight", "preflight_report", "status"}
+STAGES = {
+    "planning",
+    "transfer",
+    "verification",
+    "engine",
+    "inventory",
+    "inventory_logs",
+    "preflight",
+    "preflight_report",
+    "status",
+}
 
 
 def layer(module: str) -> int:

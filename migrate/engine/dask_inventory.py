@@ -9,7 +9,7 @@ the workers in chunks.
 
 Listener logs are listed and scanned on the workers that mount the listener too (a task lists a
 listener's files with their stat; the files the ledger does not already know unchanged are scanned
-LOG_CHUNK to a task), and the driver writes what they found (inventory._inventory_logs). A source
+LOG_CHUNK to a task), and the driver writes what they found (inventory_logs.inventory_logs). A source
 with follow_symlinks walks as one chain of tasks, carrying the set of visited directories, so a
 symlink loop is caught across tasks too.
 """

@@ -353,7 +353,7 @@ def hash_paths(fn, paths: list[bytes]) -> list:
 
 def list_logs(listener) -> list:
     """A listener's log files and their (size, mtime_ns, inode), on a worker that mounts it."""
-    from migrate.inventory import list_logs
+    from migrate.inventory_logs import list_logs
 
     return list_logs(listener)
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from migrate.config import CatalogSource, Config, ListenerSource
+from migrate.config import CatalogSource, Config
 from migrate.hashing import crc32c_of_file
+from migrate.inventory_logs import EXAMPLES, ListenerReport, inventory_logs
 from migrate.ledger import now, transaction
 from migrate.ledger.bulk import BulkWriter
-from migrate.ledger.states import LogStatus
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.sources.tree import Entry, WalkStats, walk_dirs
 
@@ -30,7 +29,6 @@ BULK_AFTER = 50_000
 FRESH_INSERT = (
     "INSERT INTO files(source, relpath, kind, size, mtime_ns, inode, reason, seen, changed) VALUES(?,?,?,?,?,?,?,?,?)"
 )
-EXAMPLES = 10
 HASH_THREADS = 4
 SIZE_BUCKETS = [
     ("< 4 KiB", 4 * 1024),
@@ -63,24 +61,6 @@ class CatalogReport:
     removed_examples: list[str] = field(default_factory=list)
     size_distribution: list[dict] = field(default_factory=list)
     largest: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class ListenerReport:
-    name: str
-    topic: str
-    files: int = 0
-    bytes: int = 0
-    events: int = 0
-    event_bytes: int = 0
-    malformed: int = 0
-    oversized: int = 0
-    min_time: str | None = None
-    max_time: str | None = None
-    rescanned: int = 0
-    removed: int = 0
-    anomalies: list[dict] = field(default_factory=list)
-    malformed_examples: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -125,7 +105,9 @@ def run_inventory(
         if wanted is None or src.name in wanted
     ]
     listeners = [
-        _inventory_logs(conn, src, snap, report) for src in cfg.listeners if wanted is None or src.name in wanted
+        inventory_logs(conn, src, snap, report, scanner)
+        for src in cfg.listeners
+        if wanted is None or src.name in wanted
     ]
     result = InventoryReport(snap, hash, round(time.monotonic() - started, 3), catalog, listeners)
     with transaction(conn):
@@ -390,96 +372,3 @@ def _summarise_tree(conn: sqlite3.Connection, source: str, rep: CatalogReport) -
         "SELECT relpath, size FROM files WHERE source=? AND kind='file' ORDER BY size DESC, relpath LIMIT 5", (source,)
     ):
         rep.largest.append({"relpath": r[0], "size": r[1]})
-
-
-# --- listener logs -------------------------------------------------------------------------------
-
-
-def _inventory_logs(conn: sqlite3.Connection, src: ListenerSource, snap: int, report: Reporter) -> ListenerReport:
-    from migrate.sources.eventlog import expand_paths, scan_file
-
-    rep = ListenerReport(src.name, src.topic)
-    report(Event("phase", name=f"scanning {src.name}"))
-    for path in expand_paths(src):
-        try:
-            st = os.stat(path)
-            ident = (st.st_size, st.st_mtime_ns, st.st_ino)
-        except OSError:
-            ident = None
-        old = conn.execute(
-            "SELECT size, mtime_ns, inode, status FROM event_files WHERE source=? AND path=?", (src.name, path)
-        ).fetchone()
-        if ident is not None and old is not None and tuple(old[:3]) == ident and old["status"] == LogStatus.OK:
-            with transaction(conn):
-                conn.execute("UPDATE event_files SET seen=? WHERE source=? AND path=?", (snap, src.name, path))
-            continue
-        scan = scan_file(path, src)
-        rep.rescanned += 1
-        status = LogStatus.ANOMALY if scan.anomaly else LogStatus.OK
-        with transaction(conn):
-            conn.execute("DELETE FROM bad_lines WHERE source=? AND path=?", (src.name, path))
-            conn.executemany(
-                "INSERT OR REPLACE INTO bad_lines(source, path, line, offset, reason) VALUES(?,?,?,?,?)",
-                [(src.name, path, line, off, reason) for line, off, reason in scan.bad_lines],
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO event_files(source, path, size, mtime_ns, inode, events, malformed, oversized,"
-                " event_bytes, min_time, max_time, id_digest, crc32c, status, reason, seen, changed)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    src.name,
-                    path,
-                    scan.size,
-                    scan.mtime_ns,
-                    scan.inode,
-                    scan.events,
-                    scan.malformed,
-                    scan.oversized,
-                    scan.event_bytes,
-                    scan.min_time,
-                    scan.max_time,
-                    scan.digest.hex,
-                    scan.crc32c,
-                    status,
-                    scan.anomaly,
-                    snap,
-                    snap,
-                ),
-            )
-        report(Event("file", name=path))
-    with transaction(conn):
-        rep.removed = conn.execute(
-            "SELECT COUNT(*) FROM event_files WHERE source=? AND seen<?", (src.name, snap)
-        ).fetchone()[0]
-        conn.execute(
-            "DELETE FROM bad_lines WHERE source=? AND path IN (SELECT path FROM event_files WHERE source=? AND seen<?)",
-            (src.name, src.name, snap),
-        )
-        conn.execute("DELETE FROM event_files WHERE source=? AND seen<?", (src.name, snap))
-    _summarise_logs(conn, src.name, rep)
-    return rep
-
-
-def _summarise_logs(conn: sqlite3.Connection, source: str, rep: ListenerReport) -> None:
-    from migrate.sources.eventlog import time_key
-
-    row = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size),0), COALESCE(SUM(events),0), COALESCE(SUM(event_bytes),0),"
-        " COALESCE(SUM(malformed),0), COALESCE(SUM(oversized),0) FROM event_files WHERE source=?",
-        (source,),
-    ).fetchone()
-    (rep.files, rep.bytes, rep.events, rep.event_bytes, rep.malformed, rep.oversized) = tuple(row)
-    # by time, not text: '...:00.5Z' sorts before '...:00Z' as a string
-    spans = conn.execute(
-        "SELECT min_time, max_time FROM event_files WHERE source=? AND min_time IS NOT NULL", (source,)
-    ).fetchall()
-    rep.min_time = min((r[0] for r in spans), key=time_key, default=None)
-    rep.max_time = max((r[1] for r in spans), key=time_key, default=None)
-    for r in conn.execute(
-        "SELECT path, reason FROM event_files WHERE source=? AND status=? ORDER BY path", (source, LogStatus.ANOMALY)
-    ):
-        rep.anomalies.append({"path": r[0], "reason": r[1]})
-    for r in conn.execute(
-        "SELECT path, line, reason FROM bad_lines WHERE source=? ORDER BY path, line LIMIT ?", (source, EXAMPLES)
-    ):
-        rep.malformed_examples.append({"path": r[0], "line": r[1], "reason": r[2]})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import threading
 import time
 from pathlib import Path
@@ -150,3 +152,36 @@ def profiler_running(dask_worker) -> bool:
     """For client.run: whether the worker's statistical profiler is scheduled."""
     pc = dask_worker.periodic_callbacks.get("profile")
     return pc is not None and pc.is_running()
+
+
+def in_thread(fn) -> tuple[threading.Thread, dict]:
+    """Run fn in a daemon thread; the dict gets its "result" or "error"."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["result"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    return th, out
+
+
+def wait_for(cond, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def kill_worker(client, prefix: str | None = None) -> str:
+    """SIGKILL one worker process (one running a task whose key starts with prefix, if any); its address."""
+    busy = [a for a, keys in client.processing().items() if prefix and any(str(k).startswith(prefix) for k in keys)]
+    pids = client.run(os.getpid)
+    addr = busy[0] if busy else sorted(pids)[0]
+    os.kill(pids[addr], signal.SIGKILL)
+    return addr

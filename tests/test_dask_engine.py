@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,38 +32,6 @@ HERE = Path(__file__).parent
 
 def test_distributed_is_installed_with_the_dev_extras() -> None:
     assert distributed.__version__  # the suite must exercise the engine, never skip it silently
-
-
-def _in_thread(fn) -> tuple[threading.Thread, dict]:
-    out: dict = {}
-
-    def target() -> None:
-        try:
-            out["result"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    return th, out
-
-
-def _wait(cond, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _kill_worker(client, prefix: str | None = None) -> str:
-    """SIGKILL one worker process (one running a task whose key starts with prefix, if any); its address."""
-    busy = [a for a, keys in client.processing().items() if prefix and any(str(k).startswith(prefix) for k in keys)]
-    pids = client.run(os.getpid)
-    addr = busy[0] if busy else sorted(pids)[0]
-    os.kill(pids[addr], signal.SIGKILL)
-    return addr
 
 
 @pytest.mark.slow
@@ -88,13 +55,14 @@ def test_worker_killed_mid_run_reruns_elsewhere_and_everything_verifies(
     ceiling = 200 + 1000  # max_in_flight_messages + the replay's commit interval
     with dask_kit.local_cluster(2, 2, ("cat", "plays")) as cluster, distributed.Client(cluster) as client:
         options = RunOptions(engine="dask", scheduler=cluster.scheduler_address)
-        th, out = _in_thread(lambda: run_plan(cfg, plan, options=options))
-        assert _wait(lambda: dask_kit.ledger_count(state, "SELECT COUNT(*) FROM items WHERE state='done'") >= 130)
-        _kill_worker(client, "migrate-obj")
+        th, out = dask_kit.in_thread(lambda: run_plan(cfg, plan, options=options))
+        done = "SELECT COUNT(*) FROM items WHERE state='done'"
+        assert dask_kit.wait_for(lambda: dask_kit.ledger_count(state, done) >= 130)
+        dask_kit.kill_worker(client, "migrate-obj")
         at_kill = dask_kit.listing(gcs_client, bucket)
         published = "SELECT SUM(published) FROM offsets"
-        assert _wait(lambda: dask_kit.ledger_count(state, published) >= 1800)
-        _kill_worker(client, "migrate-ev")
+        assert dask_kit.wait_for(lambda: dask_kit.ledger_count(state, published) >= 1800)
+        dask_kit.kill_worker(client, "migrate-ev")
         th.join(timeout=600)
     assert "error" not in out, out.get("error")
     summary = out["result"]
@@ -262,6 +230,42 @@ def test_inventory_on_workers_matches_the_local_walk(tmp_path, write_config, buc
     conn.close()
     assert on_dask == local and len(local) == 300
     assert rep.catalog[0].rehashed == 300
+
+
+def test_listener_logs_are_scanned_on_the_workers_that_mount_them(tmp_path, write_config, bucket, topic, emulators):
+    config, _ = dask_kit.build(
+        tmp_path, write_config, bucket, topic, objects=20, sources=("cat",), logs=5, events_per_log=300
+    )
+    cfg = load_config(config)
+    with (tmp_path / "logs" / "plays-01.jsonl").open("ab") as log:
+        log.write(b"{not json\n")  # a bad line, seen on the worker
+    conn = connect(cfg.project.state_dir)
+    from migrate.inventory import run_inventory
+
+    columns = "source, path, size, inode, events, malformed, id_digest, crc32c, status"
+    run_inventory(cfg, conn)
+    local = {tuple(r) for r in conn.execute(f"SELECT {columns} FROM event_files")}
+    bad = {tuple(r) for r in conn.execute("SELECT source, path, line, offset, reason FROM bad_lines")}
+    conn.execute("DELETE FROM event_files")
+    conn.execute("DELETE FROM bad_lines")
+    conn.commit()
+    from migrate.engine import dask_inventory
+
+    with dask_kit.local_cluster(2, 1, ("cat", "plays")) as cluster, distributed.Client(cluster) as client:
+        with distributed.get_task_stream(client) as stream:
+            dask_inventory.run_inventory_dask(
+                cfg, conn, hash=False, report=lambda e: None, scheduler=cluster.scheduler_address
+            )
+        workers = set(client.scheduler_info()["workers"])
+    on_dask = {tuple(r) for r in conn.execute(f"SELECT {columns} FROM event_files")}
+    bad_on_dask = {tuple(r) for r in conn.execute("SELECT source, path, line, offset, reason FROM bad_lines")}
+    conn.close()
+    assert on_dask == local and len(local) == 5
+    assert bad_on_dask == bad and len(bad) == 1
+    ran = [(t["key"].split("-")[0], t["worker"]) for t in stream.data]
+    assert sum(1 for name, _ in ran if name == "list_logs") == 1
+    assert sum(1 for name, _ in ran if name == "scan_logs") == 2  # 5 files, LOG_CHUNK to a task
+    assert {w for name, w in ran if name in ("list_logs", "scan_logs")} <= workers
 
 
 def test_the_default_engine_never_imports_distributed(tmp_path, write_config, bucket, emulators):

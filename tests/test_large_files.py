@@ -74,6 +74,19 @@ def _plan(config: Path, name: str = "w1") -> tuple[object, Path]:
     return cfg, pipeline.plan_path(cfg, name)
 
 
+def one_file_plan(tmp_path: Path, write_config, client, prefix: str, size: int, seed: int, transfer: dict):
+    """A new bucket and a plan of one random file of `size` bytes to c/master.flac: (bucket, config, cfg, plan)."""
+    bucket = _new_bucket(client, f"{prefix}-{random.randrange(1 << 30)}")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "master.flac").write_bytes(random.Random(seed).randbytes(size))
+    config = write_config(
+        catalog=[{"name": "cat", "root": str(tree), "bucket": bucket, "prefix": "c/"}], transfer=transfer
+    )
+    cfg, plan = _plan(config)
+    return bucket, config, cfg, plan
+
+
 def _session_state(state_dir: Path) -> dict | None:
     path = ledger_path(state_dir)
     if not path.exists():
@@ -130,16 +143,9 @@ def test_bucket_settings_are_read_from_gcs(on_resumable_gcs, gcs_client, bucket)
 @pytest.mark.slow
 def test_sigkill_mid_upload_resumes_from_the_persisted_offset(tmp_path, write_config, on_resumable_gcs):
     proxy, client = on_resumable_gcs
-    bucket = _new_bucket(client, f"kill-{random.randrange(1 << 30)}")
     size = 200 * MIB
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "master.flac").write_bytes(random.Random(5).randbytes(size))
-    config = write_config(
-        catalog=[{"name": "cat", "root": str(tree), "bucket": bucket, "prefix": "c/"}],
-        transfer={"chunk_size": "8MiB", "bandwidth_limit": "40MiB/s", "workers": 2},
-    )
-    cfg, plan = _plan(config)
+    transfer = {"chunk_size": "8MiB", "bandwidth_limit": "40MiB/s", "workers": 2}
+    bucket, config, cfg, plan = one_file_plan(tmp_path, write_config, client, "kill", size, 5, transfer)
     env = {**os.environ, "STORAGE_EMULATOR_HOST": proxy.url}
     cmd = [sys.executable, "-m", "migrate", "run", "--config", str(config), str(plan), "--json"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

@@ -15,7 +15,17 @@ import migrate
 PACKAGE = Path(migrate.__file__).parent
 # the target side outside the targets/ package: the client factory, and the retry policy over targets/errors.py
 TARGET_SIDE = {"clients", "retry"}
-STAGES = {"planning", "transfer", "verification", "engine", "inventory", "preflight", "preflight_report", "status"}
+STAGES = {
+    "planning",
+    "transfer",
+    "verification",
+    "engine",
+    "inventory",
+    "inventory_logs",
+    "preflight",
+    "preflight_report",
+    "status",
+}
 
 
 def layer(module: str) -> int:
@@ -124,3 +134,42 @@ def test_the_check_sees_a_private_name(tmp_path: Path) -> None:
         "from migrate.transfer.replay import _Replay\n\ndef f(c):\n    return c._guard\n", encoding="utf-8"
     )
     assert private_uses(probe) == {"migrate.transfer.replay._Replay", "c._guard"}
+
+
+def state_literals(path: Path) -> list[str]:
+    """Quoted item states where code compares or sets a state (ledger/states.py spells them once)."""
+    from migrate.ledger.states import ItemState, RunStatus
+
+    states = {s.value for s in ItemState} | {s.value for s in RunStatus}
+
+    def literal(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant) and node.value in states:
+            return True
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(literal(e) for e in node.elts)
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(literal(s) for s in sides) and any(
+                "state" in ast.unparse(s) or "status" in ast.unparse(s) for s in sides
+            ):
+                out.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and any(literal(a) for a in node.args):
+            name = ast.unparse(node.func).rsplit(".", 1)[-1]
+            if name in ("Outcome", "result", "set_item", "set_state", "_set_item"):
+                out.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_item_and_run_states_are_named_not_quoted() -> None:
+    wrong = [
+        hit for path in sorted(PACKAGE.rglob("*.py")) if "ledger" not in path.parts for hit in state_literals(path)
+    ]
+    assert wrong == []
+
+
+def test_the_check_sees_a_quoted_state(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f(o, w):\n    ok = o.state in ('done', 'conflict')\n    return Outcome(w.seq, 'pending')\n")
+    assert len(state_literals(probe)) == 2

@@ -17,6 +17,7 @@ from migrate.cli.common import ConfigOpt, JsonOpt, QuietOpt, errors_to_exit, pri
 from migrate.cli.engine_opts import EngineOpt, EngineWorkersOpt, SchedulerOpt
 from migrate.cli.progress_view import RunProgress, mode_for
 from migrate.errors import UsageError
+from migrate.ledger.states import RunStatus
 from migrate.units import format_bytes, format_duration, parse_rate
 
 PlanArg = Annotated[str, typer.Argument(help="The plan: plans/<name>.plan.json, or just its name.", show_default=False)]
@@ -101,11 +102,11 @@ def register(app: typer.Typer) -> None:
             print_json(doc)
         elif not quiet:
             show(doc)
-        if summary.status in ("failed", "incomplete"):
+        if summary.status in (RunStatus.FAILED, RunStatus.INCOMPLETE):
             if not as_json:
                 show_failures(doc)
             raise typer.Exit(1)
-        if summary.status == "interrupted":
+        if summary.status == RunStatus.INTERRUPTED:
             if not as_json:
                 render.warn("stopped before the end; run the same command again to resume")
             raise typer.Exit(EXIT_INTERRUPTED)
@@ -198,7 +199,7 @@ def show_failures(doc: dict) -> None:
     halted = (doc.get("objects") or {}).get("halted")
     if halted:
         render.error(halted)
-    elif doc["status"] == "failed":
+    elif doc["status"] == RunStatus.FAILED:
         render.error("some items failed; run the same command again to retry them")
     if doc.get("not_copied"):
         render.error(

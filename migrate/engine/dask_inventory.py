@@ -7,9 +7,11 @@ spreads over every worker that mounts the source. The driver applies each batch 
 the ledger (inventory._apply_batch, the hash cache included); files it has to hash go back to
 the workers in chunks.
 
-Listener logs are still scanned by the driver (they are few and large, and must be readable
-here for `migrate plan` anyway). A source with follow_symlinks walks as one chain of tasks,
-carrying the set of visited directories, so a symlink loop is caught across tasks too.
+Listener logs are listed and scanned on the workers that mount the listener too (a task lists a
+listener's files with their stat; the files the ledger does not already know unchanged are scanned
+LOG_CHUNK to a task), and the driver writes what they found (inventory_logs.inventory_logs). A source
+with follow_symlinks walks as one chain of tasks, carrying the set of visited directories, so a
+symlink loop is caught across tasks too.
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from migrate.config import CatalogSource
+from migrate.config import CatalogSource, ListenerSource
 from migrate.engine.dask_run import DaskEngine, mount_resource
 from migrate.sources.tree import Entry, WalkStats
 
 WALK_LIMIT = 2000  # entries per walk task at most (plus the rest of its last directory)
 HASH_CHUNK = 64  # files per hash task
+LOG_CHUNK = 4  # log files per scan task (a log is often large: a few per task spread them over workers)
+
+
+def _chunk_tasks(engine: DaskEngine, source: str, fn: Callable, lead: tuple, items: list, size: int) -> list:
+    """One task fn(*lead, chunk) per `size` items, on workers that mount the source; their futures."""
+    resources = {mount_resource(source): 1}
+    futures = [
+        engine.client.submit(fn, *lead, items[i : i + size], resources=resources, pure=False)
+        for i in range(0, len(items), size)
+    ]
+    engine.stats.tasks += len(futures)
+    return futures
 
 
 class _HashPool:
@@ -36,14 +50,8 @@ class _HashPool:
     def map(self, fn: Callable, paths: list) -> Iterator:
         from migrate.engine.dask_worker import hash_paths
 
-        client = self.engine.client
-        chunks = [paths[i : i + HASH_CHUNK] for i in range(0, len(paths), HASH_CHUNK)]
-        futures = [
-            client.submit(hash_paths, fn, chunk, resources={mount_resource(self.source): 1}, pure=False)
-            for chunk in chunks
-        ]
-        self.engine.stats.tasks += len(futures)
-        for result in client.gather(futures):
+        futures = _chunk_tasks(self.engine, self.source, hash_paths, (fn,), paths, HASH_CHUNK)
+        for result in self.engine.client.gather(futures):
             yield from result
 
     def shutdown(self) -> None:
@@ -56,6 +64,24 @@ class DaskScanner:
 
     def hash_pool(self, src: CatalogSource) -> _HashPool:
         return _HashPool(self.engine, src.name)
+
+    def list_logs(self, src: ListenerSource) -> list:
+        from migrate.engine.dask_worker import list_logs
+
+        client = self.engine.client
+        self.engine.stats.tasks += 1
+        return client.submit(list_logs, src, resources={mount_resource(src.name): 1}, pure=False).result()
+
+    def scan_logs(self, src: ListenerSource, paths: list[str]) -> Iterator:
+        """Scans of the paths, as their tasks finish (a few files per task, on workers that mount src)."""
+        from distributed import as_completed
+
+        from migrate.engine.dask_worker import scan_logs
+
+        futures = _chunk_tasks(self.engine, src.name, scan_logs, (src,), paths, LOG_CHUNK)
+        for future in as_completed(futures):
+            yield from future.result()
+            future.release()
 
     def walk(self, src: CatalogSource, stats: WalkStats) -> Iterator[Entry]:
         from migrate.engine.dask_worker import walk_dirs
@@ -103,5 +129,6 @@ def run_inventory_dask(cfg, conn, *, hash: bool, report, sources=None, workers=N
 
     wanted = set(sources) if sources else None
     with DaskEngine(cfg, "inventory", workers=workers, scheduler=scheduler) as engine:
-        engine.require_mounts([s.name for s in cfg.catalog if wanted is None or s.name in wanted])
+        sources = [s.name for s in [*cfg.catalog, *cfg.listeners]]
+        engine.require_mounts([name for name in sources if wanted is None or name in wanted])
         return run_inventory(cfg, conn, hash=hash, report=report, sources=sources, scanner=DaskScanner(engine))

@@ -10,6 +10,11 @@ own, its parts uploaded by that one task.
 A batch whose worker dies is rerun elsewhere by the scheduler; the rerun finds what the first
 attempt created (ifGenerationMatch=0 answers 412, the CRC32C matches) and reports it 'done', so
 every object has one generation whatever the number of attempts.
+
+A large file on the resumable path has its session started here, through the bucket's write ramp,
+and its URI written to the ledger before the task that sends its bytes is submitted; the task (or
+its rerun on another worker) asks GCS for the session's persisted offset and sends the rest, and
+each acknowledged offset it reports is recorded here (engine.dask_worker.copy_resumable).
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from migrate.ledger.states import NOT_COPIED, OPEN, ItemKind, ItemState
 from migrate.plan import Plan
 from migrate.progress import Event, Reporter
 from migrate.targets.buckets import COMPOSITE, RESUMABLE, BucketSettings
+from migrate.targets.gcs import Gcs
 from migrate.transfer.composite_steps import part_layout
+from migrate.transfer.copier import Copier
 from migrate.transfer.dispatch import Dispatch
 from migrate.transfer.objects import ObjectsSummary, iter_work
 from migrate.transfer.outcome import Outcome
-from migrate.transfer.tasks import Work
+from migrate.transfer.ramp import write_limiter
+from migrate.transfer.resumable_steps import MAX_CORRUPT
+from migrate.transfer.tasks import LargeJob, Work
 
 BATCH_ITEMS = 64  # items per task at most: Dask costs about 1 ms per task
 BATCH_BYTES = 64 * 1024 * 1024
@@ -75,13 +84,18 @@ def copy_objects_dask(
     stop: threading.Event,
     summary: ObjectsSummary,
     buckets: dict[str, BucketSettings] | None = None,
+    gcs: Gcs | None = None,
 ) -> ObjectsSummary:
-    """Copy every pending or failed object item of the plan on the cluster; see the module docstring."""
+    """Copy every pending or failed object item of the plan on the cluster; see the module docstring.
+
+    gcs: the driver's client, for the resumable sessions it starts (none needed without large files).
+    """
     from migrate.engine.dask_worker import copy_batch
 
     started = time.monotonic()
     summary.upload_paths = {name: b.describe() for name, b in sorted((buckets or {}).items())}
     d = Dispatch(conn, cfg, plan, None, summary, report, buckets or {})
+    sessions = _Sessions(d, cfg, plan.plan_id, gcs, report)
     counts: Counter = Counter()
     works = iter_work(conn, cfg, plan, counts)
     slots = engine.slots
@@ -110,9 +124,11 @@ def copy_objects_dask(
                         submit(batch)
                 elif d.is_large(w):
                     if d.path_for(w) == RESUMABLE:
-                        # told to the worker, not recorded: see copy_large
-                        w = replace(w, upload_state={"kind": RESUMABLE})
-                    elif w.upload_state is None:
+                        w = sessions.ready(w)
+                        if w is not None:  # else it ended already (found in GCS, changed, failed)
+                            submit([w])
+                        continue
+                    if w.upload_state is None:
                         part_size, n_parts = part_layout(w.size, cfg.transfer, None)
                         d.ledger.set_upload_state(w.seq, {"kind": COMPOSITE, "part_size": part_size, "parts": n_parts})
                     submit([w])
@@ -124,7 +140,10 @@ def copy_objects_dask(
                 break
             got = engine.next(WAIT)
             if got is not None:
-                _handle(got, d, engine, in_flight, run_id, report)
+                for w in _handle(got, d, engine, in_flight, run_id, report, sessions):
+                    w = None if d.stopping else sessions.restart(w)
+                    if w is not None:
+                        submit([w])
             d.ledger.maybe_flush()
             engine.poll_workers()
     except BaseException:
@@ -143,24 +162,36 @@ def copy_objects_dask(
     return summary
 
 
-def _handle(got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id: int, report: Reporter) -> None:
+def _handle(
+    got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id: int, report: Reporter, sessions: _Sessions
+) -> list[Work]:
+    """Apply one message or finished task to the ledger; returns resumable items whose session must be replaced."""
     kind, payload = got
     if kind == "msg":
-        handle_progress(payload, engine, run_id, report)
-        return
+        handled = handle_progress(payload, engine, run_id, report)
+        # a late message of a task already finished must not revive its item's session state
+        if not handled and payload.get("t") == "session" and payload.get("key") in in_flight:
+            d.ledger.set_upload_state(int(payload["seq"]), payload["state"])
+        return []
     future = payload
     entry = in_flight.pop(future.key, None)
     if entry is None:
-        return
+        return []
     batch = entry[0]
     engine.stats.finished(future.key)
     result, error = engine.outcome(future)
+    restart: list[Work] = []
     if result is not None:
         by_seq = {w.seq: w for w in batch}
         nbytes = 0
         for o in result["outcomes"]:
-            d.finish(o, by_seq[o.seq])
+            w = by_seq[o.seq]
+            d.finish(o, w)
             nbytes += o.uploaded
+            state = (result.get("restarts") or {}).get(o.seq)
+            if state is not None:
+                d.ledger.set_upload_state(o.seq, state)
+                restart.append(replace(w, upload_state=state))
         engine.stats.credit(result["worker"], items=len(result["outcomes"]), nbytes=nbytes)
         if result["fenced"]:  # another run owns the plan now: these items are its business
             d.stopping = True
@@ -168,6 +199,60 @@ def _handle(got: tuple, d: Dispatch, engine: DaskEngine, in_flight: dict, run_id
         for w in batch:
             d.finish(Outcome(w.seq, ItemState.PENDING if error == "cancelled" else ItemState.FAILED, error=error), w)
     future.release()
+    return restart
+
+
+class _Sessions:
+    """The resumable sessions of large files, started by the driver (through the bucket's write ramp)
+    and recorded in the ledger before their bytes flow; the same copier steps as the single-process
+    engine (transfer.resumable_steps)."""
+
+    def __init__(self, d: Dispatch, cfg: Config, plan_id: str, gcs: Gcs | None, report: Reporter) -> None:
+        self.d = d
+        self.cfg = cfg
+        self.plan_id = plan_id
+        self.gcs = gcs
+        self.report = report
+        self.copier: Copier | None = None
+        self.restarts: Counter = Counter()
+
+    def _copier(self) -> Copier:
+        if self.copier is None:
+            if self.gcs is None:
+                raise RuntimeError("resumable uploads on the Dask engine need the driver's GCS client")
+            self.copier = Copier(
+                self.gcs,
+                self.cfg.transfer,
+                self.plan_id,
+                throttle=lambda n: None,  # no bytes go from here
+                report=self.report,
+                abort=threading.Event(),
+                writes=write_limiter(self.cfg.transfer.ramp_up, self.cfg.transfer.ramp_start_writes),
+            )
+        return self.copier
+
+    def ready(self, w: Work) -> Work | None:
+        """w with a recorded session (an earlier run's, or a new one), or None when the item ended
+        instead (the object is already there, the source changed, the session could not start)."""
+        state = w.upload_state if (w.upload_state or {}).get("kind") == RESUMABLE else None
+        if state and state.get("uri"):
+            return replace(w, upload_state={**state, "resumed": True})  # the task asks GCS what it holds first
+        job = LargeJob(w, RESUMABLE, session=state)
+        step = self._copier().resumable_step(job)
+        if isinstance(step, Outcome):
+            self.d.finish(step, w)
+            return None
+        self.d.ledger.set_upload_state(w.seq, step)  # committed before the task that sends bytes exists
+        return replace(w, upload_state=step)
+
+    def restart(self, w: Work) -> Work | None:
+        """A worker gave the item back for a new session (expired, or GCS refused its CRC32C)."""
+        self.restarts[w.seq] += 1
+        if self.restarts[w.seq] > MAX_CORRUPT:
+            o = Outcome(w.seq, ItemState.FAILED, error=f"resumable session replaced {MAX_CORRUPT} times in a row")
+            self.d.finish(o, w)
+            return None
+        return self.ready(w)
 
 
 def handle_progress(msg: dict, engine: DaskEngine, run_id: int, report: Reporter) -> bool:

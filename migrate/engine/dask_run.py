@@ -94,6 +94,7 @@ class DaskEngine:
         self.stats = EngineStats(scheduler=self.address or "local")
         self.run_id: int | None = None
         self._alive: set[str] = set()
+        self._gone: set[str] = set()
         self._seen: set[str] = set()
         self.threads = 0
         self._last_poll = 0.0
@@ -195,7 +196,10 @@ class DaskEngine:
         info = self.client.scheduler_info()
         workers = info.get("workers", {})
         current = set(workers)
-        self.stats.workers_lost += len(self._alive - current)
+        # lost: gone and never back (a restarted worker has a new address); a loaded scheduler's answer
+        # can miss workers that are still there, and those come back under the same address
+        self._gone = (self._gone | (self._alive - current)) - current
+        self.stats.workers_lost = len(self._gone)
         self._alive = current
         self._seen |= current
         self.stats.workers = len(self._seen)

@@ -22,7 +22,7 @@ from distributed import Variable, WorkerPlugin, get_worker
 
 from migrate.config import Config
 from migrate.engine.leases import held
-from migrate.ledger.states import NOT_COPIED, SETTLED
+from migrate.ledger.states import NOT_COPIED, SETTLED, ItemState
 from migrate.progress import Event
 from migrate.targets.buckets import COMPOSITE, RESUMABLE
 from migrate.transfer.composite_steps import part_layout
@@ -208,6 +208,7 @@ def copy_batch(spec: dict, works: list[Work]) -> dict:
     if fenced(plan_id, run_id):
         return {"worker": msgs.worker.address, "token": msgs.token, "fenced": True, "outcomes": []}
     outcomes: list[Outcome] = []
+    restarts: dict[int, dict] = {}  # resumable items whose session must be replaced (the driver starts it)
     with held(spec.get("bw")) as throttle:
         copier = Copier(
             p.gcs(),
@@ -218,34 +219,82 @@ def copy_batch(spec: dict, works: list[Work]) -> dict:
             abort=p.abort,
         )
         for w in works:
-            large = w.upload_state is not None or w.size >= max(p.cfg.transfer.large_file_threshold, 1)
-            outcomes.append(copy_large(copier, p.cfg, w) if large else copier.copy_one(w))
+            if (w.upload_state or {}).get("kind") == RESUMABLE:
+                outcome, restart = copy_resumable(copier, w, msgs)
+                if restart is not None:
+                    restarts[w.seq] = restart
+                outcomes.append(outcome)
+            elif w.upload_state is not None or w.size >= max(p.cfg.transfer.large_file_threshold, 1):
+                outcomes.append(copy_large(copier, p.cfg, w))
+            else:
+                outcomes.append(copier.copy_one(w))
     msgs.flush()
-    return {"worker": msgs.worker.address, "token": msgs.token, "fenced": False, "outcomes": outcomes}
+    return {
+        "worker": msgs.worker.address,
+        "token": msgs.token,
+        "fenced": False,
+        "outcomes": outcomes,
+        "restarts": restarts,
+    }
 
 
 def _no_throttle(n: int) -> None:
     return None
 
 
-def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
-    """One large item inside one task, on the path the driver chose for its bucket (upload_state kind).
+def copy_resumable(copier: Copier, w: Work, msgs: Messages) -> tuple[Outcome, dict | None]:
+    """One resumable upload inside one task, in the session the driver started and recorded.
 
-    Composite: prepare, its parts one after another, compose; a rerun (this task on another worker)
-    finds the parts an earlier attempt uploaded and re-sends only the rest. Resumable: the session's
-    steps one after another; the driver does not record the session in the ledger on this engine, so
-    a run killed mid-file starts that file's upload again (a new session, same precondition).
-    The job's one cleanup hook runs when it ends for good, as in the single-process engine.
+    The driver opened the session and wrote its URI to the ledger before this task was submitted
+    (engine.dask_objects), so the first thing an attempt does is ask GCS what that session holds
+    (https://cloud.google.com/storage/docs/performing-resumable-uploads#status-check): a rerun of
+    this task after its worker died sends only what the server has not persisted. Each acknowledged
+    offset goes to the driver as a message, which records it as the single-process engine does.
+    A session that must be replaced (expired, or GCS refused the file's CRC32C) is not started here:
+    the item comes back pending with its restart state, for the driver to record a new session first.
+    Returns (the item's outcome, that restart state or None).
     """
-    if (w.upload_state or {}).get("kind") == RESUMABLE:
-        job = LargeJob(w, RESUMABLE, session=None)
-        while True:
-            step = copier.resumable_step(job)
-            if isinstance(step, Outcome):
-                if step.state in NOT_COPIED:
-                    copier.cancel_session(job)
-                return step
-            job.session = step
+    state = dict(w.upload_state or {})
+    resumed = bool(state.pop("resumed", False))  # the session comes from an earlier run
+    job = LargeJob(w, RESUMABLE, session=state, resumed=True)
+    job.query_first = resumed or not first_attempt(msgs, w.seq)
+    job.reused = int(state.get("offset") or 0) if resumed else 0  # acknowledged in an earlier run
+    while True:
+        step = copier.resumable_step(job)
+        if isinstance(step, Outcome):
+            if step.state in NOT_COPIED:
+                copier.cancel_session(job)
+            return step, None
+        if not step.get("uri"):
+            pending = Outcome(w.seq, ItemState.PENDING, retries=job.retries, corrupt=job.corrupt, uploaded=job.uploaded)
+            return pending, step
+        job.session = step
+        msgs.flush()  # the bytes of this chunk reach the driver's display before its acknowledgement
+        msgs.send("session", seq=w.seq, state=step)
+
+
+def first_attempt(msgs: Messages, seq: int) -> bool:
+    """True the first time this run's task for item `seq` gets here; a rerun (its worker died) sees False.
+
+    Kept in the scheduler's metadata store, which answers at once: a fresh session needs no status
+    query before its first chunk, a rerun's session may hold what the dead attempt sent."""
+    from distributed import get_client
+
+    client = get_client()
+    path = ["migrate-attempts", msgs.key, str(seq)]
+    if client.get_metadata(path, default=None) is not None:
+        return False
+    client.set_metadata(path, msgs.token)
+    return True
+
+
+def copy_large(copier: Copier, cfg: Config, w: Work) -> Outcome:
+    """One composite upload inside one task: prepare, its parts one after another, compose.
+
+    A rerun (this task on another worker) finds the parts an earlier attempt uploaded and re-sends
+    only the rest. The job's one cleanup hook runs when it ends for good, as in the single-process
+    engine.
+    """
     part_size, n_parts = part_layout(w.size, cfg.transfer, w.upload_state)
     job = LargeJob(w, COMPOSITE, part_size, n_parts, resumed=w.upload_state is not None)
     prepared = copier.prepare_large(job)
@@ -300,6 +349,20 @@ def walk_dirs(source, dirs: list[tuple[bytes, bytes]], limit: int, visited: set 
 def hash_paths(fn, paths: list[bytes]) -> list:
     """fn(path) for each path, on a worker that can read them (inventory --hash)."""
     return [fn(p) for p in paths]
+
+
+def list_logs(listener) -> list:
+    """A listener's log files and their (size, mtime_ns, inode), on a worker that mounts it."""
+    from migrate.inventory_logs import list_logs
+
+    return list_logs(listener)
+
+
+def scan_logs(listener, paths: list[str]) -> list:
+    """The inventory scan (counts, id digest, time range, bad lines) of each log, on a worker that mounts it."""
+    from migrate.sources.eventlog import scan_file
+
+    return [scan_file(path, listener) for path in paths]
 
 
 # --- events --------------------------------------------------------------------------------------

@@ -275,6 +275,7 @@ def _objects(
             stop=stop,
             summary=summary.objects,
             buckets=buckets,
+            gcs=gcs,
         )
     else:
         result = _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, summary, buckets)

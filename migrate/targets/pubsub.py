@@ -206,9 +206,15 @@ class EventPublisher:
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = _Batch(key, self._request_type(topic=self.topic))
-        msg = batch.request.messages.add(data=data, attributes=attributes)
+        msg = batch.request.messages.add(data=data)
+        # Item by item: the map's update() is the generic MutableMapping one (an isinstance check and a
+        # lookup per key), about 1 us more per message.
+        attrs = msg.attributes
+        for k, v in attributes.items():
+            attrs[k] = v
         if fixed:
-            msg.attributes.update(fixed)
+            for k, v in fixed.items():
+                attrs[k] = v
         if key:
             msg.ordering_key = key
         size = msg.ByteSize()

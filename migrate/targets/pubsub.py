@@ -2,10 +2,11 @@
 
 Design (chosen by measurement, see README "Event replay speed"): instead of the high-level
 `PublisherClient.publish()` (one future, one lock round and one proto-plus message per event), each
-message is added straight into the generated protobuf `PublishRequest` of its batch, and ready-made
-requests of up to `batch_max_messages` messages and `batch_max_bytes` bytes are sent over the client's
-own gRPC channel (`/google.pubsub.v1.Publisher/Publish`) from sender threads ("lanes"): a few for messages
-without a key, more for keyed ones, whose requests are smaller.
+message is encoded once into PublishRequest wire bytes (`pubsub_encoding`, checked against the
+generated classes in the tests), and ready-made requests of up to `batch_max_messages` messages and
+`batch_max_bytes` bytes are sent over the client's own gRPC channel (`/google.pubsub.v1.Publisher/Publish`)
+from sender threads ("lanes"): a few for messages without a key, more for keyed ones, whose requests are
+smaller.
 
 - One ordering key per request. Real Pub/Sub rejects a PublishRequest whose messages carry different
   ordering keys ("All PubsubMessages published in a given PublishRequest must specify the same
@@ -49,6 +50,7 @@ from google.api_core import exceptions as gexc
 from migrate.config import PubSubConfig, TransferConfig
 from migrate.ratelimit import TokenBucket
 from migrate.retry import retrying
+from migrate.targets.pubsub_encoding import encode_attributes, encode_message, encode_request_head
 
 DEFAULT_LANES = 6  # lanes for messages without a key: a few large requests keep the emulator and the GIL busy
 # Lanes for keyed messages: with many distinct keys requests are small (one key each), so throughput is the
@@ -65,18 +67,14 @@ PACE_FORGET = 4096  # prune the per-key pacing table of a lane beyond this many 
 OnDone = Callable[[list[Any], list[str] | None, BaseException | None], None]
 
 
-def _varint_len(n: int) -> int:
-    size = 1
-    while n > 0x7F:
-        n >>= 7
-        size += 1
-    return size
-
-
-def _request_types():
+def _response_type():
     from google.pubsub_v1.types import pubsub as pst
 
-    return pst.PublishRequest.pb(), pst.PublishResponse.pb()
+    return pst.PublishResponse.pb()
+
+
+def _as_is(request: bytes) -> bytes:
+    return request
 
 
 class OrderingKeyPaused(Exception):
@@ -94,7 +92,8 @@ class PublisherClosed(RuntimeError):
 @dataclass(slots=True)
 class _Batch:
     key: str  # the one ordering key of every message in the request ("" for none)
-    request: Any  # the generated PublishRequest being filled
+    parts: list = field(default_factory=list)  # encoded messages (pubsub_encoding), until the request is built
+    request: bytes = b""  # the whole PublishRequest, built once when the batch is handed to a lane
     tokens: list = field(default_factory=list)
     nbytes: int = 0  # encoded size of the messages
     data_bytes: int = 0  # payload size
@@ -144,12 +143,13 @@ class EventPublisher:
         self.stats = PublisherStats()
         self.errors: list[BaseException] = []
         self._client = client or publisher_client(endpoint=cfg.endpoint)
-        self._request_type, response_type = _request_types()
         self._stub = self._client.transport.grpc_channel.unary_unary(
             PUBLISH_METHOD,
-            request_serializer=self._request_type.SerializeToString,
-            response_deserializer=response_type.FromString,
+            request_serializer=_as_is,  # requests are wire bytes already (pubsub_encoding)
+            response_deserializer=_response_type().FromString,
         )
+        self._head = encode_request_head(topic_path)
+        self._fixed: tuple[dict[str, str] | None, bytes] = (None, b"")  # fixed_attributes and their encoding
         self.max_messages = cfg.batch_max_messages
         self.max_bytes = cfg.batch_max_bytes
         self.bucket: TokenBucket | None = None
@@ -203,28 +203,21 @@ class EventPublisher:
         self._add(data, attributes, token, ordering_key or "", fixed_attributes)
 
     def _add(self, data: bytes, attributes: dict[str, str], token: Any, key: str, fixed: dict[str, str] | None) -> None:
-        batch = self._open.get(key)
-        if batch is None:
-            batch = self._open[key] = _Batch(key, self._request_type(topic=self.topic))
-        msg = batch.request.messages.add(data=data)
-        # Item by item: the map's update() is the generic MutableMapping one (an isinstance check and a
-        # lookup per key), about 1 us more per message.
-        attrs = msg.attributes
-        for k, v in attributes.items():
-            attrs[k] = v
+        more = b""
         if fixed:
-            for k, v in fixed.items():
-                attrs[k] = v
-        if key:
-            msg.ordering_key = key
-        size = msg.ByteSize()
-        size += 1 + _varint_len(size)  # field tag and length inside the request
+            if fixed != self._fixed[0]:
+                self._fixed = (dict(fixed), encode_attributes(fixed))
+            more = self._fixed[1]
+        entry = encode_message(data, attributes, key, more)
+        size = len(entry)
         limit = min(self.max_bytes, KEY_MAX_REQUEST_BYTES) if key else self.max_bytes
-        if batch.tokens and batch.nbytes + size > limit:
-            del batch.request.messages[-1]  # it goes first in the key's next request
-            self._dispatch(key)
-            self._add(data, attributes, token, key, fixed)
-            return
+        batch = self._open.get(key)
+        if batch is not None and batch.tokens and batch.nbytes + size > limit:
+            self._dispatch(key)  # this message goes first in the key's next request
+            batch = None
+        if batch is None:
+            batch = self._open[key] = _Batch(key)
+        batch.parts.append(entry)
         batch.tokens.append(token)
         batch.nbytes += size
         batch.data_bytes += len(data)
@@ -298,6 +291,8 @@ class EventPublisher:
         if batch is None or not batch.tokens:
             return
         self._held -= len(batch.tokens)
+        batch.request = b"".join((self._head, *batch.parts))
+        batch.parts = []
         if key:
             target = zlib.crc32(key.encode("utf-8")) % self._key_lanes
         else:

@@ -11,7 +11,7 @@ import gc
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -143,24 +143,14 @@ def _inventory_tree(
     # A source the ledger has no rows for (its first inventory) needs no lookups of earlier rows
     fresh = conn.execute("SELECT 1 FROM files WHERE source=? LIMIT 1", (src.name,)).fetchone() is None
     apply = _apply_fresh if fresh and pool is None else _apply_batch
+    # the entries, a directory's worth at a time (the workers' walk yields them one by one)
+    chunks = ([e] for e in scanner.walk(src, stats)) if scanner is not None else walk_dirs(src, stats)
     try:
-        batch: list[Entry] = []
-        if scanner is not None:
-            for entry in scanner.walk(src, stats):
-                batch.append(entry)
-                if len(batch) >= BATCH:
-                    apply(conn, src.name, snap, batch, pool, rep, report)
-                    batch = []
-        elif apply is _apply_fresh:
-            _walk_fresh(conn, src, snap, stats, rep, report)
+        if apply is _apply_fresh and scanner is None:
+            _walk_fresh(conn, src.name, snap, chunks, rep, report)
         else:
-            for entries in walk_dirs(src, stats):
-                batch.extend(entries)
-                if len(batch) >= BATCH:
-                    apply(conn, src.name, snap, batch, pool, rep, report)
-                    batch = []
-        if batch:
-            apply(conn, src.name, snap, batch, pool, rep, report)
+            for batch in _batches(chunks):
+                apply(conn, src.name, snap, batch, pool, rep, report)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -171,12 +161,28 @@ def _inventory_tree(
     return rep
 
 
+def _batches(chunks: Iterable[list[Entry]]) -> Iterator[list[Entry]]:
+    """The entries of `chunks` in lists of at least BATCH (the last one shorter)."""
+    batch: list[Entry] = []
+    for entries in chunks:
+        batch.extend(entries)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _walk_fresh(
-    conn: sqlite3.Connection, src: CatalogSource, snap: int, stats: WalkStats, rep: CatalogReport, report: Reporter
+    conn: sqlite3.Connection,
+    source: str,
+    snap: int,
+    chunks: Iterable[list[Entry]],
+    rep: CatalogReport,
+    report: Reporter,
 ) -> None:
     """The first inventory of a source: once the tree proves large, a second process stores the rows
     while this one walks (migrate.ledger.bulk)."""
-    batch: list[Entry] = []
     seen = 0
     writer: BulkWriter | None = None
     # The walk makes a few objects per file and frees them by reference counting (no cycles): the
@@ -184,16 +190,11 @@ def _walk_fresh(
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        for entries in walk_dirs(src, stats):
-            batch.extend(entries)
-            if len(batch) >= BATCH:
-                seen += len(batch)
-                if writer is None and seen > BULK_AFTER:
-                    writer = BulkWriter(_database_file(conn), FRESH_INSERT)
-                _apply_fresh(conn, src.name, snap, batch, None, rep, report, writer)
-                batch = []
-        if batch:
-            _apply_fresh(conn, src.name, snap, batch, None, rep, report, writer)
+        for batch in _batches(chunks):
+            seen += len(batch)
+            if writer is None and seen > BULK_AFTER:
+                writer = BulkWriter(_database_file(conn), FRESH_INSERT)
+            _apply_fresh(conn, source, snap, batch, None, rep, report, writer)
     except BaseException:
         if writer is not None:
             writer.abort()

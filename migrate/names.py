@@ -9,20 +9,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Anything the rules below could object to, in one C-level scan (inventory checks every file's name):
 # control characters (CR and LF among them), lone surrogates (not UTF-8), '.', '..' and the ACME prefix.
 _SUSPECT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]|^\.\.?$|^\.well-known/acme-challenge/")
-_SAFE_LENGTH = MAX_OBJECT_NAME_BYTES // 4  # characters: at most 4 UTF-8 bytes each
-SAFE_NAME_CHARS = _SAFE_LENGTH
+SAFE_NAME_CHARS = MAX_OBJECT_NAME_BYTES // 4  # names this short are within the byte limit: <= 4 UTF-8 bytes a character
 
 
 def name_head_ok(head: str) -> bool:
     """True when head + x is a good object name for every printable x of at most SAFE_NAME_CHARS - len(head)
     characters that does not start with '.' when head is empty (a tree walk's quick check, one per directory;
     isprintable() is False for control characters, CR, LF and lone surrogates)."""
-    return len(head) <= _SAFE_LENGTH and head.isprintable() and not head.startswith(".")
+    return len(head) <= SAFE_NAME_CHARS and head.isprintable() and not head.startswith(".")
 
 
 def object_name_problem(name: str) -> str | None:
     """Why GCS would reject (or we refuse) this object name, or None if it is fine."""
-    if name and len(name) <= _SAFE_LENGTH and not _SUSPECT.search(name):
+    if name and len(name) <= SAFE_NAME_CHARS and not _SUSPECT.search(name):
         return None
     if not name:
         return "empty object name"

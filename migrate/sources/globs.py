@@ -128,11 +128,10 @@ class PathFilter:
         # 'x/**' excludes the directory x itself: prune it without walking it (x keeps its own '/'s:
         # 'tmp/**' prunes tmp, not a/tmp, whose files it does not exclude)
         self._prune = _compile([p[:-3] for p in exclude if p.endswith("/**")], anywhere=False)
-        self._everything = "**" in include and not exclude  # the default: no regex per file
-        self.wants_everything = self._everything
+        self.wants_everything = "**" in include and not exclude  # the default: no regex per file
 
     def wants(self, relpath: str) -> bool:
-        if self._everything:
+        if self.wants_everything:
             return True
         return bool(self._include.fullmatch(relpath)) and not self._exclude.fullmatch(relpath)
 

@@ -214,15 +214,16 @@ class Gcs:
     def send(self, method: str, url: str, *, body=None, headers: dict | None = None):
         """The raw urllib3 response (resumable uploads read its headers); transport trouble becomes
         builtin ConnectionError / TimeoutError."""
-        all_headers = dict(self.headers)
-        if headers:
-            all_headers.update(headers)
         try:
-            return self.http.urlopen(method, url, body=body, headers=all_headers)
+            return self.http.urlopen(method, url, body=body, headers=self._headers(headers))
         except u3exc.TimeoutError as exc:
             raise TimeoutError(f"{method} {urlsplit(url).path}: {exc}") from exc
         except (u3exc.ProtocolError, u3exc.NewConnectionError, u3exc.ProxyError, u3exc.SSLError) as exc:
             raise ConnectionError(f"{method} {urlsplit(url).path}: {exc}") from exc
+
+    def _headers(self, extra: dict | None) -> dict:
+        """The client's own headers plus a request's."""
+        return {**self.headers, **extra} if extra else dict(self.headers)
 
     def raise_for(self, method: str, url: str, response) -> None:
         if response.status >= 400:
@@ -234,10 +235,7 @@ class Gcs:
         JSON calls go through the lean keep-alive client when there is one (it returns status and
         body only, which is all a JSON call needs)."""
         if self.fast is not None:
-            all_headers = dict(self.headers)
-            if headers:
-                all_headers.update(headers)
-            status, data = self.fast.request(method, url, body, all_headers)
+            status, data = self.fast.request(method, url, body, self._headers(headers))
         else:
             response = self.send(method, url, body=body, headers=headers)
             status, data = response.status, response.data

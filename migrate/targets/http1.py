@@ -124,14 +124,13 @@ class Http1:
             has_length = has_length or name.lower() == "content-length"
             lines.append(f"{name}: {value}")
         if not has_length:
-            if isinstance(body, bytes | bytearray):
-                lines.append(f"Content-Length: {len(body)}")
-            elif body is None and method in _BODY_METHODS:
-                lines.append("Content-Length: 0")
+            if body is None:
+                if method in _BODY_METHODS:
+                    lines.append("Content-Length: 0")
             elif isinstance(body, tuple | list):
                 lines.append(f"Content-Length: {sum(len(chunk) for chunk in body)}")
-            elif body is not None:
-                lines.append(f"Content-Length: {len(body)}")  # a streamed body knows its length
+            else:
+                lines.append(f"Content-Length: {len(body)}")  # bytes, or a streamed body that knows its length
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

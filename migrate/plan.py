@@ -252,10 +252,15 @@ class Plan:
         return meta if isinstance(meta, dict) and meta.get("file") else None
 
     def iter_items(self) -> Iterator[Item]:
+        return map(item_from_manifest, self.iter_docs())
+
+    def iter_docs(self) -> Iterator[dict[str, Any]]:
+        """The manifest's lines as parsed JSON, in plan order: what iter_items types, for the hot loops
+        (registering and copying a plan's items) that need a few fields or one object per line."""
         with open(self.manifest_path, encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
-                    yield item_from_manifest(json.loads(line))
+                    yield json.loads(line)
 
     def object_items(self) -> Iterator[ObjectItem]:
         return (it for it in self.iter_items() if isinstance(it, ObjectItem))

@@ -10,6 +10,7 @@ from migrate.ledger.states import NOT_COPIED, OPEN, RUN_PROBLEMS, ItemKind, Item
 from migrate.plan import EventItem, ObjectItem, Plan
 
 INSERT_BATCH = 5000
+_KINDS = (ObjectItem.kind, EventItem.kind)
 
 
 def register_items(conn: sqlite3.Connection, plan: Plan) -> None:
@@ -35,20 +36,22 @@ def register_items(conn: sqlite3.Connection, plan: Plan) -> None:
             (pid, plan.name, plan.snapshot_id, now(), str(plan.path)),
         )
         t = now()
-        for it in plan.iter_items():
-            if isinstance(it, ObjectItem):
-                target: tuple = (it.bucket, it.object, None)
-            else:
-                target = (None, None, it.topic)
+        # the manifest's lines as parsed JSON, not typed items: a row needs a few fields, and building
+        # a frozen dataclass per line cost more than the insert
+        for doc in plan.iter_docs():
+            kind = doc.get("kind")
+            if kind not in _KINDS:
+                raise ValueError(f"manifest item {doc.get('seq')} has unknown kind {kind!r}")
+            g = doc.get
             batch.append(
-                (pid, it.seq, it.kind, it.batch, it.source, it.relpath, *target, it.size, it.mtime_ns, it.inode)
-                + (it.crc32c, t)
+                (pid, doc["seq"], kind, doc["batch"], doc["source"], doc["relpath"], g("bucket"), g("object"))
+                + (g("topic"), doc["size"], g("mtime_ns"), g("inode"), g("crc32c"), t)
             )
             if len(batch) >= INSERT_BATCH:
                 flush()
-            if isinstance(it, EventItem) and it.start_offset:
+            if kind == EventItem.kind and g("start_offset"):
                 # a log that only grew since an earlier replay: this plan replays it from there on
-                starts.append((pid, it.source, it.relpath, it.start_offset, it.start_line))
+                starts.append((pid, doc["source"], doc["relpath"], doc["start_offset"], g("start_line", 0)))
         if batch:
             flush()
         conn.executemany(

@@ -50,9 +50,11 @@ def concurrency(workers: int) -> int:
 
 def iter_work(conn, cfg: Config, plan: Plan, counts: Counter) -> Iterator[Work]:
     """Object items still to do, in plan order, a page at a time; counts[state] gets the others."""
-    page: list[ObjectItem] = []
-    for item in plan.object_items():
-        page.append(item)
+    page: list[dict] = []
+    for doc in plan.iter_docs():
+        if doc.get("kind") != ObjectItem.kind:
+            continue
+        page.append(doc)
         if len(page) >= PAGE:
             yield from _page(conn, cfg, plan.plan_id, page, counts)
             page = []
@@ -60,21 +62,22 @@ def iter_work(conn, cfg: Config, plan: Plan, counts: Counter) -> Iterator[Work]:
         yield from _page(conn, cfg, plan.plan_id, page, counts)
 
 
-def _page(conn, cfg: Config, plan_id: str, page: list[ObjectItem], counts: Counter) -> Iterator[Work]:
+def _page(conn, cfg: Config, plan_id: str, page: list[dict], counts: Counter) -> Iterator[Work]:
     rows = {
         r[0]: (r[1], r[2])
         for r in conn.execute(
             "SELECT seq, state, upload_state FROM items WHERE plan_id=? AND seq BETWEEN ? AND ?",
-            (plan_id, page[0].seq, page[-1].seq),
+            (plan_id, page[0]["seq"], page[-1]["seq"]),
         )
     }
-    for it in page:
-        state, upload_state = rows.get(it.seq, (ItemState.PENDING, None))
+    unknown = (ItemState.PENDING, None)
+    for doc in page:
+        state, upload_state = rows.get(doc["seq"], unknown)
         if state not in OPEN:
             counts[state] += 1
             continue
-        path = it.path or str(cfg.catalog_source(it.source).root / it.relpath)
-        yield Work.of(it, path, _parse_state(upload_state))
+        path = doc.get("path") or str(cfg.catalog_source(doc["source"]).root / doc["relpath"])
+        yield Work.from_manifest_line(doc, path, _parse_state(upload_state))
 
 
 def _parse_state(text: str | None) -> dict | None:

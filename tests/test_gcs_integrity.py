@@ -17,7 +17,7 @@ from migrate.hashing import crc32c_of_file
 from migrate.retry import is_retryable, retrying
 from migrate.targets.gcs import Gcs
 from migrate.transfer import objects as objects_stage
-from migrate.transfer.ramp import DOUBLING_SECONDS, WriteRamp, no_ramp, write_limiter
+from migrate.transfer.ramp import DOUBLING_SECONDS, TICK_SECONDS, WriteRamp, no_ramp, write_limiter
 from migrate.transfer.run import RunOptions, run_plan
 
 
@@ -71,13 +71,22 @@ def test_write_ramp_starts_at_a_thousand_per_bucket_and_doubles_every_twenty_min
     assert ramp.rate(2 * DOUBLING_SECONDS) == pytest.approx(4000)
     for _ in range(2000):  # 2,000 writes at once into one bucket: the second thousand waits its turn
         ramp.acquire("a")
-    assert max(slept) == pytest.approx(2000 / 1000 - 0.25 - 0.001, abs=0.01)
+    # each wait ends on the first tick at or after its slot: never early, at most a tick late
+    slots, slot = [], -0.25
+    for _ in range(2000):
+        if slot > 0:
+            slots.append(slot)
+        slot += 1 / 1000
+    assert len(slept) == len(slots)
+    assert all(slot - 1e-9 <= s < slot + TICK_SECONDS for s, slot in zip(slept, slots, strict=True))
+    assert all(abs(s / TICK_SECONDS - round(s / TICK_SECONDS)) < 1e-6 for s in slept)
+    assert max(slept) == pytest.approx(2000 / 1000 - 0.25 - 0.001, abs=0.01 + TICK_SECONDS)
     assert ramp.acquire("b") == 0.0  # each bucket has its own capacity
     now[0] = 2 * DOUBLING_SECONDS + 100  # forty minutes on: four times the rate
     slept.clear()
     for _ in range(4000):
         ramp.acquire("c")
-    assert max(slept) == pytest.approx(4000 / ramp.rate() - 0.25, abs=0.01)
+    assert max(slept) == pytest.approx(4000 / ramp.rate() - 0.25, abs=0.01 + TICK_SECONDS)
     assert write_limiter(False, 1000) is no_ramp
 
 

@@ -268,8 +268,10 @@ class Gcs:
         validate cannot keep a damaged object quietly.
         """
         if isinstance(body, bytes):
-            sent_crc = crc32c_b64(google_crc32c.value(body))
-            crc32c = crc32c or sent_crc
+            # a caller's CRC32C is of these bytes (the copier computed it from this very buffer); a wrong
+            # one is refused by GCS or, on a server that does not validate, by the check after the upload
+            sent_crc = crc32c or crc32c_b64(google_crc32c.value(body))
+            crc32c = sent_crc
         else:
             sent_crc = None
         resource = object_resource(name, content_type, metadata, crc32c, storage_class)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
-import struct
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +16,7 @@ _MASK64 = (1 << 64) - 1
 
 def crc32c_b64(value: int) -> str:
     """An integer CRC32C as GCS's base64 of 4 big-endian bytes."""
-    return base64.b64encode(struct.pack(">I", value)).decode("ascii")
+    return binascii.b2a_base64(value.to_bytes(4, "big"), newline=False).decode("ascii")
 
 
 def crc32c_of_file(path: str | Path, chunk: int = READ_CHUNK) -> tuple[str, int]:

@@ -55,6 +55,8 @@ _BOUNDARY_BASE = secrets.token_hex(12)
 _BOUNDARY_SEQ = itertools.count()
 _UPLOAD_QUERY = urlencode({"uploadType": "multipart", "fields": _OBJECT_FIELDS}, safe=_QUERY_SAFE)
 LIST_PAGE_SIZE = 1000
+# json.dumps(..., ensure_ascii=False) would build a new encoder for every upload
+_RESOURCE_JSON = json.JSONEncoder(ensure_ascii=False).encode
 _CONTENT_TYPES = {".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
 
 
@@ -209,6 +211,7 @@ class Gcs:
                 timeout=timeout,
                 connect_timeout=min(connect_timeout, timeout),
                 ca_certs=_ca_certs() if base.startswith("https") else None,
+                headers=self.headers,
             )
 
     def send(self, method: str, url: str, *, body=None, headers: dict | None = None):
@@ -235,7 +238,8 @@ class Gcs:
         JSON calls go through the lean keep-alive client when there is one (it returns status and
         body only, which is all a JSON call needs)."""
         if self.fast is not None:
-            status, data = self.fast.request(method, url, body, self._headers(headers))
+            # the client's own headers are the lean client's fixed ones; credentials add theirs to this dict
+            status, data = self.fast.request(method, url, body, dict(headers) if headers else {})
         else:
             response = self.send(method, url, body=body, headers=headers)
             status, data = response.status, response.data
@@ -278,7 +282,7 @@ class Gcs:
         boundary = f"===migrate-{_BOUNDARY_BASE}-{next(_BOUNDARY_SEQ)}=="
         head = (
             f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-            + json.dumps(resource, ensure_ascii=False)
+            + _RESOURCE_JSON(resource)
             + f"\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n"
         ).encode("utf-8")
         tail = f"\r\n--{boundary}--\r\n".encode("ascii")

@@ -47,7 +47,17 @@ class _Conn:
 
 
 class Http1:
-    def __init__(self, base: str, credentials, auth_request, *, timeout: float, connect_timeout: float, ca_certs=None):
+    def __init__(
+        self,
+        base: str,
+        credentials,
+        auth_request,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        ca_certs=None,
+        headers: dict[str, str] | None = None,
+    ):
         parts = urlsplit(base)
         self.base = base.rstrip("/")
         self.host = parts.hostname or "localhost"
@@ -62,6 +72,8 @@ class Http1:
         self.anonymous = type(credentials).__name__ == "AnonymousCredentials"
         self.context = ssl.create_default_context(cafile=ca_certs) if self.https else None
         self._local = threading.local()
+        # headers every request carries (User-Agent, ...), checked and formatted once
+        self._fixed = "".join(f"\r\n{_header_line(name, value)}" for name, value in (headers or {}).items())
 
     def _connection(self) -> _Conn:
         conn = getattr(self._local, "conn", None)
@@ -115,14 +127,11 @@ class Http1:
         return status, data
 
     def _head(self, method: str, target: str, body, headers: dict[str, str]) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}"]
+        lines = [f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}{self._fixed}"]
         has_length = False
         for name, value in headers.items():
-            value = str(value)
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise ValueError(f"header {name!r} holds a line break")
+            lines.append(_header_line(name, value))
             has_length = has_length or name.lower() == "content-length"
-            lines.append(f"{name}: {value}")
         if not has_length:
             if body is None:
                 if method in _BODY_METHODS:
@@ -132,6 +141,13 @@ class Http1:
             else:
                 lines.append(f"Content-Length: {len(body)}")  # bytes, or a streamed body that knows its length
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _header_line(name: str, value) -> str:
+    value = str(value)
+    if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+        raise ValueError(f"header {name!r} holds a line break")
+    return f"{name}: {value}"
 
 
 def _send(sock: socket.socket, head: bytes, body) -> None:

@@ -190,7 +190,7 @@ class Copier(CompositeSteps, ResumableSteps):
             check_stat(w, os.fstat(fd))
             chunks = []
             remaining = w.size + 1  # one byte more: a file that grew is noticed
-            while remaining > 0:
+            while remaining > 1:  # with all `size` bytes in, the fstat below tells whether the file grew
                 block = os.read(fd, remaining)
                 if not block:
                     break

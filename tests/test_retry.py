@@ -8,7 +8,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
-from migrate.retry import call_with_retry, describe, is_retryable, retrying
+from migrate.retry import call_with_retry, describe, is_retryable, policy, retrying
 from migrate.targets import errors as target_errors
 
 RETRIED = [
@@ -104,14 +104,17 @@ def test_policy_fails_fast_on_a_permanent_error_and_gives_up_after_max_attempts(
     assert len(calls) == 3
 
 
-@pytest.mark.parametrize("policy", ["retrying", "call_with_retry"])
-def test_the_fast_first_attempt_keeps_the_policy(policy):
-    """call_with_retry makes its first attempt outside tenacity: same attempts, callbacks, waits and errors."""
+@pytest.mark.parametrize("entry", ["tenacity policy", "retrying", "call_with_retry"])
+def test_the_fast_first_attempt_keeps_the_policy(entry):
+    """call_with_retry (and retrying, its callable form) makes its first attempt outside tenacity: the same
+    attempts, callbacks, waits and errors as the tenacity policy itself."""
 
     def run(failures, cfg, seen, sleeps):
         fn, calls = _flaky(failures)
         on_retry = lambda e, n: seen.append((type(e).__name__, n))  # noqa: E731
-        if policy == "retrying":
+        if entry == "tenacity policy":
+            return policy(cfg, on_retry, sleep=sleeps.append)(fn), calls
+        if entry == "retrying":
             return retrying(cfg, on_retry, sleep=sleeps.append)(fn), calls
         return call_with_retry(fn, cfg, on_retry, sleep=sleeps.append), calls
 

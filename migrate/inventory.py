@@ -187,6 +187,8 @@ def _walk_fresh(
     stores the rows while this one walks (migrate.ledger.bulk)."""
     seen = 0
     writer: BulkWriter | None = None
+    # a ledger with no files yet (of any source): the bulk writer builds its index once, at the end
+    reindex = "files" if conn.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None else None
     # The walk makes a few objects per file and frees them by reference counting (no cycles): the
     # cyclic collector, triggered every few hundred allocations, only costs time here (~15% of the CPU).
     gc_was_on = gc.isenabled()
@@ -201,7 +203,7 @@ def _walk_fresh(
                 continue
             seen += len(rows) + len(others)
             if writer is None and seen > BULK_AFTER:
-                writer = BulkWriter(_database_file(conn), _fresh_statements(source, snap))
+                writer = BulkWriter(_database_file(conn), _fresh_statements(source, snap), reindex=reindex)
             _store_fresh(conn, source, snap, rows, others, rep, report, writer)
             rows, others = [], []
         if rows or others:

@@ -198,6 +198,13 @@ def test_first_inventory_through_the_bulk_writer_stores_the_same_rows(dc, tmp_pa
     assert len(rows[1]) > 7 and [tuple(r) for r in rows[0]] == [tuple(r) for r in rows[1]]
     strip = [dict(c.__dict__) for c in rep_inline.catalog], [dict(c.__dict__) for c in rep_bulk.catalog]
     assert strip[0] == strip[1]
+    # the writer loads a ledger with no files yet without its secondary index, then builds it again
+    indexes = [
+        c.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name='files'").fetchall() for c in (inline, bulk)
+    ]
+    assert "files_seen" in {r[0] for r in indexes[1]} and sorted(map(tuple, indexes[0])) == sorted(
+        map(tuple, indexes[1])
+    )
 
 
 def test_bulk_writer_failure_is_a_ledger_error(tmp_path):

@@ -32,14 +32,18 @@ class BulkWriter:
     """Runs `sql` (one statement or several) over batches of rows in a child process connected to the
     ledger at `db_path`."""
 
-    def __init__(self, db_path: str, sql: str | list[str]) -> None:
+    def __init__(self, db_path: str, sql: str | list[str], *, reindex: str | None = None) -> None:
+        """reindex: a table the caller knows to be empty and is the only one to fill: its secondary indexes
+        are dropped while the rows go in and built again, in one sort each, when close() is called (a few
+        times less work than keeping them up to date row by row). If the child dies first, the index is
+        missing until the ledger is next opened: schema.connect() creates every missing index."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "migrate.ledger.bulk", db_path],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        self._send([sql] if isinstance(sql, str) else list(sql))
+        self._send(([sql] if isinstance(sql, str) else list(sql), reindex))
 
     def write(self, rows: list[tuple], statement: int = 0) -> None:
         """Queue one batch for sql[statement] (one transaction in the child); blocks while the child is a
@@ -86,15 +90,20 @@ def _last_line(err: bytes) -> str:
 
 
 def serve(db_path: str, source, sink=sys.stderr) -> int:
-    """The child: the first object read is the list of statements, then (statement, rows) until None."""
+    """The child: the first object read is (statements, table to reindex or None), then (statement, rows)
+    until None."""
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     conn.execute("PRAGMA synchronous=NORMAL")  # the ledger is in WAL mode already (schema.connect)
     conn.execute("PRAGMA busy_timeout=30000")
     try:
-        sql = _receive(source)
+        sql, reindex = _receive(source)
+        indexes = _drop_indexes(conn, reindex) if reindex else []
         while (batch := _receive(source)) is not None:
             with transaction(conn):
                 conn.executemany(sql[batch[0]], batch[1])
+        with transaction(conn):
+            for create in indexes:
+                conn.execute(create)
     except EOFError:
         print("the caller went away before the last batch", file=sink)
         return 1
@@ -104,6 +113,17 @@ def serve(db_path: str, source, sink=sys.stderr) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _drop_indexes(conn: sqlite3.Connection, table: str) -> list[str]:
+    """Drop the secondary indexes of `table`; returns the statements that create them again."""
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name=? AND sql IS NOT NULL", (table,)
+        ).fetchall()
+        for name, _ in rows:
+            conn.execute(f'DROP INDEX "{name}"')
+    return [create for _, create in rows]
 
 
 def _receive(source):

@@ -145,9 +145,10 @@ def _inventory_tree(
     # A source the ledger has no rows for (its first inventory) needs no lookups of earlier rows
     fresh = conn.execute("SELECT 1 FROM files WHERE source=? LIMIT 1", (src.name,)).fetchone() is None
     apply = _apply_fresh if fresh and pool is None else _apply_batch
+    writer: BulkWriter | None = None
     try:
         if apply is _apply_fresh and scanner is None:
-            _walk_fresh(conn, src.name, snap, walk_rows(src, stats), rep, report)
+            writer = _walk_fresh(conn, src.name, snap, walk_rows(src, stats), rep, report)
         else:
             # the entries, a directory's worth at a time (the workers' walk yields them one by one)
             chunks = ([e] for e in scanner.walk(src, stats)) if scanner is not None else walk_dirs(src, stats)
@@ -157,9 +158,13 @@ def _inventory_tree(
         if pool is not None:
             pool.shutdown()
     rep.excluded = stats.excluded
-    if not fresh:
-        _remove_unseen(conn, src.name, snap, rep)
-    _summarise_tree(conn, src.name, rep)
+    try:
+        if not fresh:
+            _remove_unseen(conn, src.name, snap, rep)
+        _summarise_tree(conn, src.name, rep)  # while the bulk writer, if any, builds its index
+    finally:
+        if writer is not None:
+            writer.close()
     return rep
 
 
@@ -182,9 +187,10 @@ def _walk_fresh(
     walk: Iterable[tuple[bytes, list[PlainRow], list[Entry]]],
     rep: CatalogReport,
     report: Reporter,
-) -> None:
+) -> BulkWriter | None:
     """The first inventory of a source, from tree.walk_rows(): once the tree proves large, a second process
-    stores the rows while this one walks (migrate.ledger.bulk)."""
+    stores the rows while this one walks (migrate.ledger.bulk). Returns that writer, every row stored and
+    readable, for the caller to close()."""
     seen = 0
     writer: BulkWriter | None = None
     # a ledger with no files yet (of any source): the bulk writer builds its index once, at the end
@@ -216,7 +222,12 @@ def _walk_fresh(
         if gc_was_on:
             gc.enable()
     if writer is not None:
-        writer.close()
+        try:
+            writer.stored()
+        except BaseException:
+            writer.abort()
+            raise
+    return writer
 
 
 def _database_file(conn: sqlite3.Connection) -> str:

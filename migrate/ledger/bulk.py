@@ -16,6 +16,7 @@ caller for the child).
 
 from __future__ import annotations
 
+import io
 import marshal
 import sqlite3
 import struct
@@ -24,7 +25,13 @@ import sys
 
 from migrate.ledger.schema import LedgerError, transaction
 
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
+
 _STDERR_TAIL = 2000
+_PIPE_BYTES = 1 << 20
 _LENGTH = struct.Struct("<Q")  # the frame of each message: its length in bytes
 
 
@@ -35,14 +42,17 @@ class BulkWriter:
     def __init__(self, db_path: str, sql: str | list[str], *, reindex: str | None = None) -> None:
         """reindex: a table the caller knows to be empty and is the only one to fill: its secondary indexes
         are dropped while the rows go in and built again, in one sort each, when close() is called (a few
-        times less work than keeping them up to date row by row). If the child dies first, the index is
-        missing until the ledger is next opened: schema.connect() creates every missing index."""
+        times less work than keeping them up to date row by row; readers see every row once stored()
+        returns). If the child dies first, the index is missing until the ledger is next opened:
+        schema.connect() creates every missing index."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "migrate.ledger.bulk", db_path],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        _widen(self._proc.stdin)
+        self._stored = False
         self._send(([sql] if isinstance(sql, str) else list(sql), reindex))
 
     def write(self, rows: list[tuple], statement: int = 0) -> None:
@@ -50,13 +60,21 @@ class BulkWriter:
         batch behind."""
         self._send((statement, rows))
 
-    def close(self) -> None:
-        """Wait until every batch is committed; LedgerError if the child failed."""
+    def stored(self) -> None:
+        """Wait until every batch is committed (an index may still be building); close() must follow."""
+        if self._stored:
+            return
+        self._stored = True
         try:
             self._send(None)
             self._proc.stdin.close()
         except LedgerError:
-            pass  # the child's own error is the one to report
+            return  # the child's own error is the one close() reports
+        self._proc.stdout.read(1)  # the child's signal, or nothing if it failed
+
+    def close(self) -> None:
+        """Wait until every batch is committed and the child is done; LedgerError if it failed."""
+        self.stored()
         err = self._proc.stderr.read()
         if self._proc.wait() != 0:
             raise LedgerError(
@@ -89,9 +107,10 @@ def _last_line(err: bytes) -> str:
     return lines[-1][-_STDERR_TAIL:] if lines else "the writer process ended"
 
 
-def serve(db_path: str, source, sink=sys.stderr) -> int:
+def serve(db_path: str, source, sink=sys.stderr, done=None) -> int:
     """The child: the first object read is (statements, table to reindex or None), then (statement, rows)
     until None."""
+    done = done if done is not None else io.BytesIO()
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     conn.execute("PRAGMA synchronous=NORMAL")  # the ledger is in WAL mode already (schema.connect)
     conn.execute("PRAGMA busy_timeout=30000")
@@ -101,6 +120,8 @@ def serve(db_path: str, source, sink=sys.stderr) -> int:
         while (batch := _receive(source)) is not None:
             with transaction(conn):
                 conn.executemany(sql[batch[0]], batch[1])
+        done.write(b".")  # every row is committed: the caller may read them while the indexes build
+        done.flush()
         with transaction(conn):
             for create in indexes:
                 conn.execute(create)
@@ -113,6 +134,18 @@ def serve(db_path: str, source, sink=sys.stderr) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _widen(pipe) -> None:
+    """Let the pipe hold a few batches (Linux: 64 KiB by default, a quarter of one), so that the walk
+    goes on while the writer is off the CPU for a moment; memory stays bounded by the pipe."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setsize is None:
+        return
+    try:
+        fcntl.fcntl(pipe.fileno(), setsize, _PIPE_BYTES)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size for this user: the default size works, a little slower
 
 
 def _drop_indexes(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -138,4 +171,4 @@ def _receive(source):
 
 
 if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1], sys.stdin.buffer))
+    sys.exit(serve(sys.argv[1], sys.stdin.buffer, done=sys.stdout.buffer))

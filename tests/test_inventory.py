@@ -135,6 +135,22 @@ def test_symlink_loop_with_follow_does_not_hang(tmp_path):
     assert all("loop" in a["reason"] for a in t.anomaly_examples)
 
 
+def test_files_under_a_directory_named_in_another_encoding_are_anomalies(tmp_path):
+    root = tmp_path / "tree"
+    odd = os.fsencode(root) + b"/caf\xe9"  # Latin-1, not UTF-8
+    os.makedirs(odd + b"/sub")
+    for name in (b"/a.ogg", b"/sub/b.ogg"):
+        with open(odd + name, "wb") as fh:
+            fh.write(b"1")
+    (root / "fine.ogg").write_bytes(b"22")
+    cfg_path = tmp_path / "migrate.toml"
+    cfg_path.write_text(f'[project]\nid = "demo-project"\n[[catalog]]\nname = "t"\nroot = "{root}"\nbucket = "bkt-t"\n')
+    (t,) = run_inventory(load_config(cfg_path), connect(tmp_path / "state")).catalog
+    assert (t.files, t.bytes, t.anomalies) == (1, 2, 2)
+    assert {a["relpath"] for a in t.anomaly_examples} == {"caf\\xe9/a.ogg", "caf\\xe9/sub/b.ogg"}
+    assert all("not valid UTF-8" in a["reason"] for a in t.anomaly_examples)
+
+
 def test_cli_inventory_json_and_exit_codes(dc, tmp_path):
     env = dict(os.environ, MIGRATE_CONFIG=str(dc.config_path))
     cfg_text = Path(dc.config_path).read_text().replace('state_dir = ".migrate"', f'state_dir = "{tmp_path / "s"}"')

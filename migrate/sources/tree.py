@@ -1,4 +1,4 @@
-"""Walk a catalog tree: os.scandir, stable order, globs, symlink policy, anomalies.
+"""Walk a catalog tree: os.scandir by descriptor, stable order, globs, symlink policy, anomalies.
 
 Streaming: one directory's entries are held at a time (plus the stack of pending
 directories). Names are handled as bytes so names that are not UTF-8 become anomalies
@@ -35,7 +35,8 @@ class WalkStats:
 
 
 def walk(source: CatalogSource, stats: WalkStats | None = None) -> Iterator[Entry]:
-    """Yield every included file, skipped symlink and anomaly under source.root in a stable order."""
+    """Yield every included file, skipped symlink and anomaly under source.root in a stable order (directories
+    by name, each directory's entries in the order it lists them)."""
     for entries in walk_dirs(source, stats):
         yield from entries
 

@@ -7,7 +7,6 @@ Streams in batches: memory does not grow with the number of files. A file whose
 
 from __future__ import annotations
 
-import gc
 import json
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from migrate.config import CatalogSource, Config
 from migrate.hashing import crc32c_of_file
+from migrate.inventory_fresh import count_other, store_fresh, walk_fresh
 from migrate.inventory_logs import EXAMPLES, ListenerReport, inventory_logs
 from migrate.ledger import now, transaction
 from migrate.ledger.bulk import BulkWriter
@@ -26,11 +26,6 @@ from migrate.sources.tree import Entry, WalkStats, walk_dirs, walk_rows
 BATCH = 5000
 # a first inventory hands its inserts to a second process after this many entries (migrate.ledger.bulk)
 BULK_AFTER = 50_000
-FRESH_INSERT = (
-    "INSERT INTO files(source, relpath, kind, size, mtime_ns, inode, reason, seen, changed) VALUES(?,?,?,?,?,?,?,?,?)"
-)
-# a plain file of a first inventory: (relpath, size, mtime_ns, inode), as tree.scan_rows() gives it
-PlainRow = tuple[str, int, int, int]
 HASH_THREADS = 4
 SIZE_BUCKETS = [
     ("< 4 KiB", 4 * 1024),
@@ -148,7 +143,7 @@ def _inventory_tree(
     writer: BulkWriter | None = None
     try:
         if apply is _apply_fresh and scanner is None:
-            writer = _walk_fresh(conn, src.name, snap, walk_rows(src, stats), rep, report)
+            writer = walk_fresh(conn, src.name, snap, walk_rows(src, stats), rep, report, BATCH, BULK_AFTER)
         else:
             # the entries, a directory's worth at a time (the workers' walk yields them one by one)
             chunks = ([e] for e in scanner.walk(src, stats)) if scanner is not None else walk_dirs(src, stats)
@@ -178,60 +173,6 @@ def _batches(chunks: Iterable[list[Entry]]) -> Iterator[list[Entry]]:
             batch = []
     if batch:
         yield batch
-
-
-def _walk_fresh(
-    conn: sqlite3.Connection,
-    source: str,
-    snap: int,
-    walk: Iterable[tuple[bytes, list[PlainRow], list[Entry]]],
-    rep: CatalogReport,
-    report: Reporter,
-) -> BulkWriter | None:
-    """The first inventory of a source, from tree.walk_rows(): once the tree proves large, a second process
-    stores the rows while this one walks (migrate.ledger.bulk). Returns that writer, every row stored and
-    readable, for the caller to close()."""
-    seen = 0
-    writer: BulkWriter | None = None
-    # a ledger with no files yet (of any source): the bulk writer builds its index once, at the end
-    reindex = "files" if conn.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None else None
-    # The walk makes a few objects per file and frees them by reference counting (no cycles): the
-    # cyclic collector, triggered every few hundred allocations, only costs time here (~15% of the CPU).
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        rows: list[PlainRow] = []
-        others: list[Entry] = []
-        for _, dir_rows, entries in walk:
-            rows += dir_rows
-            others += entries
-            if len(rows) + len(others) < BATCH:
-                continue
-            seen += len(rows) + len(others)
-            if writer is None and seen > BULK_AFTER:
-                writer = BulkWriter(_database_file(conn), _fresh_statements(source, snap), reindex=reindex)
-            _store_fresh(conn, source, snap, rows, others, rep, report, writer)
-            rows, others = [], []
-        if rows or others:
-            _store_fresh(conn, source, snap, rows, others, rep, report, writer)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    finally:
-        if gc_was_on:
-            gc.enable()
-    if writer is not None:
-        try:
-            writer.stored()
-        except BaseException:
-            writer.abort()
-            raise
-    return writer
-
-
-def _database_file(conn: sqlite3.Connection) -> str:
-    return next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
 
 
 def _remove_unseen(conn: sqlite3.Connection, source: str, snap: int, rep: CatalogReport) -> None:
@@ -293,12 +234,8 @@ def _apply_batch(
                 changed_at = old["changed"]
             if pool is not None and crc is None:
                 to_hash.append(len(rows))
-        elif entry.kind == "symlink":
-            rep.symlinks += 1
         else:
-            rep.anomalies += 1
-            if len(rep.anomaly_examples) < EXAMPLES:
-                rep.anomaly_examples.append({"relpath": entry.relpath, "reason": entry.reason})
+            count_other(rep, entry)
         rows.append(
             [
                 source,
@@ -345,62 +282,7 @@ def _apply_fresh(
     report: Reporter,
 ) -> None:
     """_apply_batch for a source with no earlier rows: every file is new, nothing to look up or hash."""
-    _store_fresh(conn, source, snap, [], batch, rep, report)
-
-
-def _store_fresh(
-    conn: sqlite3.Connection,
-    source: str,
-    snap: int,
-    rows: list[PlainRow],
-    entries: list[Entry],
-    rep: CatalogReport,
-    report: Reporter,
-    writer: BulkWriter | None = None,
-) -> None:
-    """Store new rows of a source with no earlier rows: plain files as (relpath, size, mtime_ns, inode)
-    rows, and entries of any kind.
-
-    writer: where the rows go instead of this connection (a large first inventory)."""
-    others = entries
-    if entries:
-        files = [(e.relpath, e.size, e.mtime_ns, e.inode) for e in entries if e.kind == "file"]
-        if files:
-            rows = rows + files
-            others = [e for e in entries if e.kind != "file"]
-    rep.added += len(rows)
-    if len(rep.added_examples) < EXAMPLES:
-        rep.added_examples.extend(r[0] for r in rows[: EXAMPLES - len(rep.added_examples)])
-    for e in others:
-        if e.kind == "symlink":
-            rep.symlinks += 1
-        else:
-            rep.anomalies += 1
-            if len(rep.anomaly_examples) < EXAMPLES:
-                rep.anomaly_examples.append({"relpath": e.relpath, "reason": e.reason})
-    full = [(source, e.relpath, e.kind, e.size, e.mtime_ns, e.inode, e.reason, snap, snap) for e in others]
-    if writer is not None:
-        writer.write(rows, 0)
-        if full:
-            writer.write(full, 1)
-    else:
-        plain, fresh = _fresh_statements(source, snap)
-        with transaction(conn):
-            conn.executemany(plain, rows)
-            conn.executemany(fresh, full)
-    report(Event("file", name=source, n=len(rows) + len(others)))
-
-
-def _fresh_statements(source: str, snap: int) -> list[str]:
-    """The INSERTs of a first inventory: a plain file row (relpath, size, mtime_ns, inode), then any row.
-
-    The source and snapshot are written into the first one, so that the walk's rows need no copying."""
-    quoted = "'" + source.replace("'", "''") + "'"
-    plain = (
-        "INSERT INTO files(source, relpath, kind, size, mtime_ns, inode, seen, changed)"
-        f" VALUES({quoted}, ?, 'file', ?, ?, ?, {int(snap)}, {int(snap)})"
-    )
-    return [plain, FRESH_INSERT]
+    store_fresh(conn, source, snap, [], batch, rep, report)
 
 
 def _hash(path: bytes) -> tuple[str | None, str | None]:

@@ -11,7 +11,7 @@ it a field at a time).
 
 Only the caller's rows go through the child: the caller must not write to the ledger until close()
 returns (SQLite has one writer at a time; the child would wait for the caller's lock, and the
-caller for the child).
+caller for the child). It may read every row once stored() returns.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ class BulkWriter:
 
     def __init__(self, db_path: str, sql: str | list[str], *, reindex: str | None = None) -> None:
         """reindex: a table the caller knows to be empty and is the only one to fill: its secondary indexes
-        are dropped while the rows go in and built again, in one sort each, when close() is called (a few
-        times less work than keeping them up to date row by row; readers see every row once stored()
-        returns). If the child dies first, the index is missing until the ledger is next opened:
-        schema.connect() creates every missing index."""
+        are dropped while the rows go in and built again, in one sort each, after the last batch (a few
+        times less work than keeping them up to date row by row; close() waits for it). If the child dies
+        first, the index is missing until the ledger is next opened: schema.connect() creates every
+        missing index."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "migrate.ledger.bulk", db_path],
             stdin=subprocess.PIPE,

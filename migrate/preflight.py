@@ -121,9 +121,9 @@ def preflight(
 
     if buckets:
         if bucket_admin is None:
-            from migrate.targets import gcs_admin
+            from migrate.targets import gcs_json_admin
 
-            bucket_admin = gcs_admin.connect(
+            bucket_admin = gcs_json_admin.connect(
                 cfg.project.id, call, timeout, impersonate=impersonate, endpoint=cfg.storage.endpoint
             )
         for name in buckets:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, TypeVar
 from migrate.config import TransferConfig
 from migrate.targets.errors import describe, is_retryable
 
-__all__ = ["call_with_retry", "describe", "is_retryable", "retrying"]  # describe, is_retryable: targets/errors.py
+__all__ = [
+    "call_with_retry",
+    "describe",
+    "is_retryable",
+    "policy",
+    "retrying",
+]  # describe, is_retryable: targets/errors.py
 
 if TYPE_CHECKING:  # imported where a retry happens: most runs never need it, and it costs start-up time
     import tenacity
@@ -28,11 +34,23 @@ def retrying(
     on_retry: Callable[[BaseException, int], None] | None = None,
     *,
     sleep: Callable[[float], None] | None = None,
-) -> tenacity.Retrying:
-    """A tenacity.Retrying with the shared classifier, exponential backoff, jitter and a cap.
+) -> Callable[[Callable[[], T]], T]:
+    """The policy as a callable: retrying(cfg, on_retry)(fn) is call_with_retry(fn, cfg, on_retry).
 
     on_retry(exc, attempt) is called before each sleep; callers count retries in the ledger.
     """
+    return lambda fn: call_with_retry(fn, cfg, on_retry, sleep=sleep)
+
+
+def policy(
+    cfg: TransferConfig,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+    *,
+    sleep: Callable[[float], None] | None = None,
+) -> tenacity.Retrying:
+    """The tenacity.Retrying behind both: the shared classifier, exponential backoff with jitter, a cap on
+    each wait, a cap on attempts and a deadline. Imported on first use: tenacity loads asyncio, about a
+    tenth of a second of CPU that a command whose calls all succeed at once never needs."""
     import tenacity
 
     def _before_sleep(state: tenacity.RetryCallState) -> None:
@@ -55,7 +73,7 @@ def retrying(
 def call_with_retry(
     fn: Callable[[], T], cfg: TransferConfig, on_retry=None, *, sleep: Callable[[float], None] | None = None
 ) -> T:
-    """retrying(cfg, on_retry, sleep=sleep)(fn), with the first attempt made before any tenacity object exists.
+    """policy(cfg, on_retry, sleep=sleep)(fn), with the first attempt made before any tenacity object exists.
 
     Most calls succeed at once, and tenacity's per-call bookkeeping (a Retrying, a call state, its
     iteration actions) was about a fifth of the CPU of a small upload. A first attempt that fails
@@ -72,7 +90,7 @@ def call_with_retry(
         first = sys.exc_info()
     import tenacity
 
-    r = retrying(cfg, on_retry, sleep=sleep)
+    r = policy(cfg, on_retry, sleep=sleep)
     r.begin()
     state = tenacity.RetryCallState(retry_object=r, fn=fn, args=(), kwargs={})
     state.start_time = started

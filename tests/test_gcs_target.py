@@ -8,10 +8,10 @@ import threading
 
 import google_crc32c
 import pytest
-from google.api_core import exceptions as gexc
 
 from migrate.hashing import crc32c_b64, crc32c_combine, crc32c_concat, crc32c_of_bytes
 from migrate.sources.filebody import FileBody, SourceChanged
+from migrate.targets.errors import NotFound, PreconditionFailed
 from migrate.targets.gcs import MTIME_KEY, PARTS_PREFIX, PLAN_KEY, Gcs, content_type, object_metadata
 from migrate.targets.gcs_listing import list_pages
 
@@ -50,7 +50,7 @@ def test_insert_is_create_once_and_412_names_the_existing_object(gcs, bucket):
     meta = object_metadata(1_700_000_000_123_456_789, "plan-x")
     info = gcs.insert(bucket, "a/b c#?.ogg", b"hello", content_type=content_type("x.ogg"), metadata=meta)
     assert (info.size, info.crc32c) == (5, crc32c_of_bytes(b"hello"))
-    with pytest.raises(gexc.PreconditionFailed):
+    with pytest.raises(PreconditionFailed):
         gcs.insert(bucket, "a/b c#?.ogg", b"other", content_type="audio/ogg")
     got = gcs.get(bucket, "a/b c#?.ogg")
     assert got == info  # unchanged: same generation
@@ -69,7 +69,7 @@ def test_replacing_needs_the_current_generation(gcs, bucket):
     first = gcs.insert(bucket, "r", b"one", content_type="text/plain")
     second = gcs.insert(bucket, "r", b"two", content_type="text/plain", if_generation_match=first.generation)
     assert second.generation != first.generation
-    with pytest.raises(gexc.PreconditionFailed):
+    with pytest.raises(PreconditionFailed):
         gcs.insert(bucket, "r", b"three", content_type="text/plain", if_generation_match=first.generation)
 
 
@@ -136,7 +136,7 @@ def test_list_pages_pages_and_hides_composite_parts(gcs, gcs_client, bucket):
 def test_missing_bucket_is_a_404_that_is_not_retried(gcs):
     from migrate.retry import is_retryable
 
-    with pytest.raises(gexc.NotFound) as err:
+    with pytest.raises(NotFound) as err:
         gcs.insert("no-such-bucket-here", "x", b"x", content_type="x/y")
     assert not is_retryable(err.value)
 

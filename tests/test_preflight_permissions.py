@@ -24,6 +24,7 @@ from migrate.cli import app
 from migrate.config import load_config
 from migrate.errors import TargetError
 from migrate.preflight import PROBE_PREFIX, preflight
+from migrate.targets import gcs_json_admin
 from migrate.targets.admin import COMPOSITE, RESUMABLE, BucketSettings, Denied, SubscriptionInfo, upload_path
 from migrate.targets.gcs_admin import GcsAdmin
 
@@ -213,12 +214,18 @@ class _Replay(BaseHTTPRequestHandler):
         pass
 
 
-def test_gcs_admin_reads_settings_and_the_testiampermissions_answer(monkeypatch):
+@pytest.mark.parametrize("kind", ["storage client", "json api"])
+def test_gcs_admin_reads_settings_and_the_testiampermissions_answer(monkeypatch, kind):
+    """Both bucket admins (google.cloud.storage's for provisioning, the JSON one preflight uses) read the same
+    documented answers the same way."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Replay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setenv(clients.STORAGE_EMULATOR_ENV, f"http://127.0.0.1:{server.server_port}")
-        admin = GcsAdmin(clients.gcs_client("acme-music-prod", pool_size=2), lambda fn: fn(), 5.0)
+        if kind == "storage client":
+            admin = GcsAdmin(clients.gcs_client("acme-music-prod", pool_size=2), lambda fn: fn(), 5.0)
+        else:
+            admin = gcs_json_admin.connect("acme-music-prod", lambda fn: fn(), 5.0)
         assert admin.settings(BUCKET) == BucketSettings(BUCKET, "COLDLINE", True, 604_800, 86_400, True)
         got = admin.granted(BUCKET, ["storage.objects.create", "storage.objects.get", "storage.objects.list"])
         assert got == {"storage.objects.create", "storage.objects.get"}

@@ -8,7 +8,8 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from migrate.config import TransferConfig
-from migrate.retry import call_with_retry, describe, is_retryable, retrying
+from migrate.retry import call_with_retry, describe, is_retryable, policy, retrying
+from migrate.targets import errors as target_errors
 
 RETRIED = [
     gexc.from_http_status(408, "request timeout"),
@@ -23,6 +24,11 @@ RETRIED = [
     TimeoutError("timed out"),
     ConnectionRefusedError("refused"),
     http.client.RemoteDisconnected("closed"),
+    # what the transfer's own GCS client raises (targets/errors.py), classified by status like the above
+    target_errors.from_http_status(408, "request timeout"),
+    target_errors.from_http_status(429, "slow down"),
+    target_errors.from_http_status(503, "unavailable"),
+    target_errors.from_http_status(599, "odd 5xx"),
 ]
 FAIL_FAST = [
     gexc.BadRequest("bad"),
@@ -34,6 +40,12 @@ FAIL_FAST = [
     gexc.MethodNotImplemented("emulator lacks it"),
     gexc.from_http_status(505, "http version"),
     ValueError("a bug, not weather"),
+    target_errors.from_http_status(400, "bad"),
+    target_errors.from_http_status(401, "who"),
+    target_errors.from_http_status(403, "no"),
+    target_errors.from_http_status(404, "gone"),
+    target_errors.from_http_status(412, "there"),
+    target_errors.from_http_status(501, "emulator lacks it"),
 ]
 
 
@@ -45,6 +57,15 @@ def test_transient_errors_are_retried(exc):
 @pytest.mark.parametrize("exc", FAIL_FAST, ids=lambda e: type(e).__name__)
 def test_permanent_errors_fail_fast(exc):
     assert not is_retryable(exc)
+
+
+def test_the_lean_clients_errors_keep_their_status_and_kind():
+    assert isinstance(target_errors.from_http_status(404, "x"), target_errors.NotFound)
+    assert isinstance(target_errors.from_http_status(412, "x"), target_errors.PreconditionFailed)
+    err = target_errors.from_http_status(418, "GET /b/x: teapot")
+    assert type(err) is target_errors.HttpError and err.code == 418
+    assert describe(err) == "HttpError: 418 GET /b/x: teapot"
+    assert target_errors.is_target_failure(err) and not target_errors.is_target_failure(ValueError("bug"))
 
 
 def _flaky(failures: list[BaseException]):
@@ -83,14 +104,17 @@ def test_policy_fails_fast_on_a_permanent_error_and_gives_up_after_max_attempts(
     assert len(calls) == 3
 
 
-@pytest.mark.parametrize("policy", ["retrying", "call_with_retry"])
-def test_the_fast_first_attempt_keeps_the_policy(policy):
-    """call_with_retry makes its first attempt outside tenacity: same attempts, callbacks, waits and errors."""
+@pytest.mark.parametrize("entry", ["tenacity policy", "retrying", "call_with_retry"])
+def test_the_fast_first_attempt_keeps_the_policy(entry):
+    """call_with_retry (and retrying, its callable form) makes its first attempt outside tenacity: the same
+    attempts, callbacks, waits and errors as the tenacity policy itself."""
 
     def run(failures, cfg, seen, sleeps):
         fn, calls = _flaky(failures)
         on_retry = lambda e, n: seen.append((type(e).__name__, n))  # noqa: E731
-        if policy == "retrying":
+        if entry == "tenacity policy":
+            return policy(cfg, on_retry, sleep=sleeps.append)(fn), calls
+        if entry == "retrying":
             return retrying(cfg, on_retry, sleep=sleeps.append)(fn), calls
         return call_with_retry(fn, cfg, on_retry, sleep=sleeps.append), calls
 

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pipeline
 import pytest
 from faultproxy import FaultProxy
 
 from migrate.config import load_config
+from migrate.preflight import PROBE_PREFIX
 from migrate.status import status
 from migrate.transfer.run import RunOptions, run_plan
 
@@ -63,8 +65,13 @@ def test_status_counts_every_state_and_the_last_rate(planned):
 def test_run_cli_exits_1_with_a_failure_table_and_a_rerun_completes(planned, emulators):
     _, config, cfg, plan = planned
 
-    def our_uploads(method: str, path: str) -> bool:  # preflight's probe upload (no fields=) goes through
-        return method == "POST" and "/upload/" in path and "fields=" in path
+    probed = []
+
+    def our_uploads(method: str, path: str) -> bool:
+        """Every upload after preflight's probe (created, then deleted by name) has gone through."""
+        if method == "DELETE" and PROBE_PREFIX in unquote(path):
+            probed.append(path)
+        return bool(probed) and method == "POST" and "/upload/" in path
 
     with FaultProxy(emulators.gcs, rate=1.0, faults=("503",), match=our_uploads) as proxy:
         env = {"STORAGE_EMULATOR_HOST": proxy.url}
@@ -72,7 +79,8 @@ def test_run_cli_exits_1_with_a_failure_table_and_a_rerun_completes(planned, emu
         assert res.returncode == 1, res.stderr
         assert "Objects not copied" in res.stdout and "503" in res.stdout
         assert "GCS looks unavailable" in res.stderr and "run the same command again" in res.stderr
-        assert "Traceback" not in res.stderr
+        assert "Traceback" not in res.stderr and len(probed) == 1
+        probed.clear()
         res = _cli("run", "--config", str(config), "wave1", "--json", env=env)
     assert res.returncode == 1
     doc = json.loads(res.stdout)

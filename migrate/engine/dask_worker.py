@@ -84,14 +84,12 @@ class MigratePlugin(WorkerPlugin):
     def gcs(self):
         with self._lock:
             if self._gcs is None:
-                from migrate.clients import gcs_client
+                from migrate.clients import gcs_endpoint
                 from migrate.targets.gcs import Gcs
 
                 threads = max(1, self.worker.state.nthreads)
                 impersonate = self.cfg.project.impersonate_service_account
-                client = gcs_client(
-                    self.cfg.project.id, pool_size=4, impersonate=impersonate, endpoint=self.cfg.storage.endpoint
-                )
+                client = gcs_endpoint(self.cfg.project.id, impersonate=impersonate, endpoint=self.cfg.storage.endpoint)
                 self._gcs = Gcs(client, timeout=self.cfg.transfer.timeout, pool_size=threads + 4)
             return self._gcs
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from migrate.config import TransferConfig
 from migrate.progress import Event, Reporter, null_reporter
-from migrate.retry import describe, retrying
-from migrate.targets.errors import as_target_error
-from migrate.targets.gcs_listing import list_pages, listing_roots
+from migrate.retry import describe
+from migrate.targets.gcs_listing import bucket_exists, list_pages, listing_roots
 
 INSERT_CHUNK = 5000
 
@@ -64,10 +63,7 @@ def load_destination(
         def on_retry(exc: BaseException, attempt: int, bucket: str = bucket) -> None:
             report(Event("retry", name=f"gs://{bucket}", data={"error": describe(exc), "attempt": attempt}))
 
-        with as_target_error(
-            f"cannot look up gs://{bucket}", "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)"
-        ):
-            exists = retrying(cfg, on_retry)(lambda bucket=bucket: client.lookup_bucket(bucket, retry=None)) is not None
+        exists = bucket_exists(client, bucket, cfg, on_retry)
         count = 0
         for prefix in prefixes if exists else ():
             report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))

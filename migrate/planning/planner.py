@@ -91,9 +91,9 @@ def make_plan(
 def _plan(cfg, conn, name, snap, snapshot_id, report, gcs_client) -> PlanResult:
     report(Event("phase", name="listing destination"))
     if gcs_client is None and cfg.catalog:
-        from migrate.clients import gcs_client as make_client
+        from migrate.clients import gcs_endpoint
 
-        gcs_client = make_client(
+        gcs_client = gcs_endpoint(
             cfg.project.id, impersonate=cfg.project.impersonate_service_account, endpoint=cfg.storage.endpoint
         )
     listings = listing.load_destination(

@@ -25,6 +25,7 @@ import json
 import mimetypes
 import os
 import secrets
+import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,12 +34,10 @@ from typing import Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import google_crc32c
-import urllib3
-from google.api_core import exceptions as gexc
-from urllib3 import exceptions as u3exc
 
 from migrate import __version__
 from migrate.hashing import crc32c_b64
+from migrate.targets.errors import from_http_status
 from migrate.targets.http1 import Http1
 
 PARTS_PREFIX = ".migrate-parts/"
@@ -150,8 +149,10 @@ def _proxy_for(base: str) -> str | None:
     return None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(urlsplit(base).scheme)
 
 
-def _pool(base: str, pool_size: int, timeout: tuple[float, float]) -> urllib3.PoolManager:
-    """One connection pool, its proxy and CA settings read from the environment once, not per request."""
+def _pool(base: str, pool_size: int, timeout: tuple[float, float]):
+    """One urllib3 connection pool, its proxy and CA settings read from the environment once, not per request."""
+    import urllib3
+
     parts = urlsplit(base)
     kwargs: dict = {
         "num_pools": 4,
@@ -176,44 +177,68 @@ def _error(method: str, url: str, status: int, data: bytes) -> Exception:
         # GCS validated the CRC32C we sent and the bytes it received differ: damaged on the way
         # (https://cloud.google.com/storage/docs/data-validation)
         return TransportCorruption(f"HTTP 400: {text}")
-    return gexc.from_http_status(status, text)
+    return from_http_status(status, text)
 
 
 class Gcs:
     """The JSON API calls the transfer needs.
 
-    Requests go through google-auth's urllib3 transport with the storage client's credentials and
-    endpoint (emulator mode included). Plain urllib3 rather than requests: requests re-reads proxy
-    settings from the whole environment on every request and adds a layer of objects per call,
-    together about a third of the per-object CPU when the objects are small.
+    Requests go through the lean keep-alive client (targets/http1.py) wherever no proxy stands in
+    between, else through google-auth's urllib3 transport. Plain urllib3 rather than requests: requests
+    re-reads proxy settings from the whole environment on every request and adds a layer of objects per
+    call, together about a third of the per-object CPU when the objects are small.
+
+    `client` is a `migrate.clients.GcsEndpoint` (endpoint and credentials, the CLI's choice: it needs no
+    import of google.cloud.storage) or a google.cloud.storage Client. Credentials None mean anonymous
+    (the emulator). The urllib3 transport is built on first use: resumable uploads and proxied runs.
     """
 
     def __init__(self, client, *, timeout: float = 60.0, connect_timeout: float = 10.0, pool_size: int = 32) -> None:
-        from google.auth.transport.urllib3 import AuthorizedHttp
-
         base = client.api_endpoint.rstrip("/")
         self.api = f"{base}/storage/v1"
         self.upload_api = f"{base}/upload/storage/v1"
-        self.http = AuthorizedHttp(
-            client._credentials, http=_pool(base, pool_size, (min(connect_timeout, timeout), timeout))
-        )
+        self._base = base
+        self._credentials = client.credentials if hasattr(client, "credentials") else client._credentials
+        self._pool_args = (pool_size, (min(connect_timeout, timeout), timeout))
+        self._http = None
+        self._http_lock = threading.Lock()
         self.headers = {"User-Agent": f"migrate/{__version__}", "Accept-Encoding": "identity"}
         self.fast: Http1 | None = None  # the lean client, wherever no proxy stands in between
         if _proxy_for(base) is None:
-            from google.auth.transport.urllib3 import Request
-
             self.fast = Http1(
                 base,
-                client._credentials,
-                Request(self.http.http),
+                self._credentials,
+                self._auth_request,
                 timeout=timeout,
                 connect_timeout=min(connect_timeout, timeout),
                 ca_certs=_ca_certs() if base.startswith("https") else None,
             )
 
+    @property
+    def http(self):
+        """The urllib3 transport: google-auth's AuthorizedHttp over one pool, or the bare pool when anonymous."""
+        with self._http_lock:
+            if self._http is None:
+                pool = _pool(self._base, *self._pool_args)
+                if self._credentials is None:
+                    self._http = pool
+                else:
+                    from google.auth.transport.urllib3 import AuthorizedHttp
+
+                    self._http = AuthorizedHttp(self._credentials, http=pool)
+            return self._http
+
+    def _auth_request(self, *args, **kwargs):
+        """google-auth's transport request over the urllib3 pool, for the lean client's token refreshes."""
+        from google.auth.transport.urllib3 import Request
+
+        return Request(self.http.http)(*args, **kwargs)
+
     def send(self, method: str, url: str, *, body=None, headers: dict | None = None):
         """The raw urllib3 response (resumable uploads read its headers); transport trouble becomes
         builtin ConnectionError / TimeoutError."""
+        from urllib3 import exceptions as u3exc
+
         try:
             return self.http.urlopen(method, url, body=body, headers=self._headers(headers))
         except u3exc.TimeoutError as exc:
@@ -230,7 +255,7 @@ class Gcs:
             raise _error(method, url, response.status, response.data)
 
     def _call(self, method: str, url: str, *, body=None, headers: dict | None = None, not_found_ok: bool = False):
-        """(status, decoded JSON or None); raises GoogleAPICallError for HTTP errors, builtin
+        """(status, decoded JSON or None); raises targets.errors.HttpError for HTTP errors, builtin
         ConnectionError / TimeoutError for transport trouble (both retryable for the classifier).
         JSON calls go through the lean keep-alive client when there is one (it returns status and
         body only, which is all a JSON call needs)."""
@@ -359,6 +384,17 @@ class Gcs:
         params = {"generation": str(generation)} if generation else None
         status, _ = self._call("DELETE", self._object_url(bucket, name, params), not_found_ok=True)
         return status != 404
+
+    def get_bucket(self, bucket: str, tail: str = "", params: dict | Sequence | None = None) -> dict | None:
+        """GET {api}/b/{bucket}{tail}?{params} as JSON, or None on 404: a bucket's resource or one of its
+        sub-resources (https://cloud.google.com/storage/docs/json_api/v1/buckets)."""
+        url = f"{self.api}/b/{quote(bucket, safe='')}{tail}"
+        _, doc = self._call("GET", f"{url}?{urlencode(params)}" if params else url, not_found_ok=True)
+        return doc
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """buckets.get with a one-field mask (https://cloud.google.com/storage/docs/json_api/v1/buckets/get)."""
+        return self.get_bucket(bucket, params={"fields": "name"}) is not None
 
     def list_page(
         self, bucket: str, prefix: str = "", token: str | None = None, *, page_size: int = LIST_PAGE_SIZE

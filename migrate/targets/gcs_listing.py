@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from google.api_core import exceptions as gexc
-
 from migrate.config import TransferConfig
 from migrate.errors import TargetError
 from migrate.retry import describe, retrying
 from migrate.targets import gcs
+from migrate.targets.errors import Forbidden, HttpError, NotFound, as_target_error
 from migrate.targets.gcs import PARTS_PREFIX, Gcs
 
 Row = tuple[str, int, str | None, int]
@@ -24,6 +23,17 @@ def listing_roots(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             continue
         roots.append((bucket, prefix))
     return roots
+
+
+def bucket_exists(
+    client, bucket: str, cfg: TransferConfig, on_retry: Callable[[BaseException, int], None] | None = None
+) -> bool:
+    """Whether gs://bucket exists, retried by migrate.retry; any other error is a TargetError naming the bucket."""
+    api = Gcs(client, pool_size=2)
+    with as_target_error(
+        f"cannot look up gs://{bucket}", "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)"
+    ):
+        return retrying(cfg, on_retry)(lambda: api.bucket_exists(bucket))
 
 
 def list_pages(
@@ -50,15 +60,15 @@ def list_pages(
     while True:
         try:
             infos, token = retry(lambda token=token: api.list_page(bucket, prefix, token, page_size=page_size))
-        except gexc.NotFound:
+        except NotFound:
             raise TargetError(
                 f"bucket gs://{bucket} not found", "check the bucket names and project, or create the bucket"
             ) from None
-        except gexc.Forbidden as exc:
+        except Forbidden as exc:
             raise TargetError(
                 f"cannot list gs://{bucket}: {describe(exc)}", "grant storage.objects.list on the bucket"
             ) from None
-        except (gexc.GoogleAPICallError, OSError) as exc:
+        except (HttpError, OSError) as exc:
             raise TargetError(
                 f"listing gs://{bucket}/{prefix} failed: {describe(exc)}",
                 "check credentials and network (or STORAGE_EMULATOR_HOST), then run the command again",

@@ -58,8 +58,8 @@ class Http1:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.credentials = credentials
-        self.auth_request = auth_request  # google.auth transport Request, for token refreshes
-        self.anonymous = type(credentials).__name__ == "AnonymousCredentials"
+        self.auth_request = auth_request  # a google.auth transport Request (or a callable like it), for refreshes
+        self.anonymous = credentials is None or type(credentials).__name__ == "AnonymousCredentials"
         self.context = ssl.create_default_context(cafile=ca_certs) if self.https else None
         self._local = threading.local()
 

@@ -22,9 +22,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from google.api_core import exceptions as gexc
-
 from migrate.hashing import crc32c_b64
+from migrate.targets.errors import HttpError
 from migrate.targets.gcs import _OBJECT_FIELDS, Gcs, ObjectInfo, StreamedBody, object_resource
 
 CHUNK_ALIGN = 256 * 1024  # non-final chunks are multiples of this
@@ -113,5 +112,5 @@ def cancel(gcs: Gcs, uri: str) -> None:
     """Abandon an unfinished session (best effort: an expired one is gone anyway)."""
     try:
         gcs.send("DELETE", uri, headers={"Content-Length": "0"})
-    except (OSError, gexc.GoogleAPICallError):
+    except (OSError, HttpError):
         pass

@@ -150,13 +150,15 @@ def _verify_objects(
         return
     if gcs_client is None:
         from migrate.clients import gcs_client as make_client
+        from migrate.clients import gcs_endpoint
 
-        gcs_client = make_client(
-            cfg.project.id,
-            pool_size=max(deep_check.MAX_WORKERS, 4),
-            impersonate=cfg.project.impersonate_service_account,
-            endpoint=cfg.storage.endpoint,
-        )
+        impersonate, endpoint = cfg.project.impersonate_service_account, cfg.storage.endpoint
+        if deep:  # the deep check downloads through the storage client; the listing needs only the endpoint
+            gcs_client = make_client(
+                cfg.project.id, pool_size=max(deep_check.MAX_WORKERS, 4), impersonate=impersonate, endpoint=endpoint
+            )
+        else:
+            gcs_client = gcs_endpoint(cfg.project.id, impersonate=impersonate, endpoint=endpoint)
     objects.load_listing(conn, gcs_client, roots, cfg.transfer, o, report)
     report(Event("phase", name="comparing objects"))
     sampler = deep_check.Sampler(conn, seed) if deep else None

@@ -7,7 +7,6 @@ Streams in batches: memory does not grow with the number of files. A file whose
 
 from __future__ import annotations
 
-import gc
 import json
 import sqlite3
 import time
@@ -17,18 +16,16 @@ from dataclasses import asdict, dataclass, field
 
 from migrate.config import CatalogSource, Config
 from migrate.hashing import crc32c_of_file
+from migrate.inventory_fresh import count_other, store_fresh, walk_fresh
 from migrate.inventory_logs import EXAMPLES, ListenerReport, inventory_logs
 from migrate.ledger import now, transaction
 from migrate.ledger.bulk import BulkWriter
 from migrate.progress import Event, Reporter, null_reporter
-from migrate.sources.tree import Entry, WalkStats, walk_dirs
+from migrate.sources.tree import Entry, WalkStats, walk_dirs, walk_rows
 
 BATCH = 5000
 # a first inventory hands its inserts to a second process after this many entries (migrate.ledger.bulk)
 BULK_AFTER = 50_000
-FRESH_INSERT = (
-    "INSERT INTO files(source, relpath, kind, size, mtime_ns, inode, reason, seen, changed) VALUES(?,?,?,?,?,?,?,?,?)"
-)
 HASH_THREADS = 4
 SIZE_BUCKETS = [
     ("< 4 KiB", 4 * 1024),
@@ -143,21 +140,26 @@ def _inventory_tree(
     # A source the ledger has no rows for (its first inventory) needs no lookups of earlier rows
     fresh = conn.execute("SELECT 1 FROM files WHERE source=? LIMIT 1", (src.name,)).fetchone() is None
     apply = _apply_fresh if fresh and pool is None else _apply_batch
-    # the entries, a directory's worth at a time (the workers' walk yields them one by one)
-    chunks = ([e] for e in scanner.walk(src, stats)) if scanner is not None else walk_dirs(src, stats)
+    writer: BulkWriter | None = None
     try:
         if apply is _apply_fresh and scanner is None:
-            _walk_fresh(conn, src.name, snap, chunks, rep, report)
+            writer = walk_fresh(conn, src.name, snap, walk_rows(src, stats), rep, report, BATCH, BULK_AFTER)
         else:
+            # the entries, a directory's worth at a time (the workers' walk yields them one by one)
+            chunks = ([e] for e in scanner.walk(src, stats)) if scanner is not None else walk_dirs(src, stats)
             for batch in _batches(chunks):
                 apply(conn, src.name, snap, batch, pool, rep, report)
     finally:
         if pool is not None:
             pool.shutdown()
     rep.excluded = stats.excluded
-    if not fresh:
-        _remove_unseen(conn, src.name, snap, rep)
-    _summarise_tree(conn, src.name, rep)
+    try:
+        if not fresh:
+            _remove_unseen(conn, src.name, snap, rep)
+        _summarise_tree(conn, src.name, rep)  # while the bulk writer, if any, builds its index
+    finally:
+        if writer is not None:
+            writer.close()
     return rep
 
 
@@ -171,43 +173,6 @@ def _batches(chunks: Iterable[list[Entry]]) -> Iterator[list[Entry]]:
             batch = []
     if batch:
         yield batch
-
-
-def _walk_fresh(
-    conn: sqlite3.Connection,
-    source: str,
-    snap: int,
-    chunks: Iterable[list[Entry]],
-    rep: CatalogReport,
-    report: Reporter,
-) -> None:
-    """The first inventory of a source: once the tree proves large, a second process stores the rows
-    while this one walks (migrate.ledger.bulk)."""
-    seen = 0
-    writer: BulkWriter | None = None
-    # The walk makes a few objects per file and frees them by reference counting (no cycles): the
-    # cyclic collector, triggered every few hundred allocations, only costs time here (~15% of the CPU).
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        for batch in _batches(chunks):
-            seen += len(batch)
-            if writer is None and seen > BULK_AFTER:
-                writer = BulkWriter(_database_file(conn), FRESH_INSERT)
-            _apply_fresh(conn, source, snap, batch, None, rep, report, writer)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    finally:
-        if gc_was_on:
-            gc.enable()
-    if writer is not None:
-        writer.close()
-
-
-def _database_file(conn: sqlite3.Connection) -> str:
-    return next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
 
 
 def _remove_unseen(conn: sqlite3.Connection, source: str, snap: int, rep: CatalogReport) -> None:
@@ -269,12 +234,8 @@ def _apply_batch(
                 changed_at = old["changed"]
             if pool is not None and crc is None:
                 to_hash.append(len(rows))
-        elif entry.kind == "symlink":
-            rep.symlinks += 1
         else:
-            rep.anomalies += 1
-            if len(rep.anomaly_examples) < EXAMPLES:
-                rep.anomaly_examples.append({"relpath": entry.relpath, "reason": entry.reason})
+            count_other(rep, entry)
         rows.append(
             [
                 source,
@@ -319,29 +280,9 @@ def _apply_fresh(
     pool: None,
     rep: CatalogReport,
     report: Reporter,
-    writer: BulkWriter | None = None,
 ) -> None:
-    """_apply_batch for a source with no earlier rows: every file is new, nothing to look up or hash.
-
-    writer: where the rows go instead of this connection (a large first inventory)."""
-    files = [e.relpath for e in batch if e.kind == "file"]
-    rep.added += len(files)
-    rep.added_examples.extend(files[: max(0, EXAMPLES - len(rep.added_examples))])
-    if len(files) != len(batch):
-        for e in batch:
-            if e.kind == "symlink":
-                rep.symlinks += 1
-            elif e.kind != "file":
-                rep.anomalies += 1
-                if len(rep.anomaly_examples) < EXAMPLES:
-                    rep.anomaly_examples.append({"relpath": e.relpath, "reason": e.reason})
-    rows = [(source, e.relpath, e.kind, e.size, e.mtime_ns, e.inode, e.reason, snap, snap) for e in batch]
-    if writer is not None:
-        writer.write(rows)
-    else:
-        with transaction(conn):
-            conn.executemany(FRESH_INSERT, rows)
-    report(Event("file", name=source, n=len(batch)))
+    """_apply_batch for a source with no earlier rows: every file is new, nothing to look up or hash."""
+    store_fresh(conn, source, snap, [], batch, rep, report)
 
 
 def _hash(path: bytes) -> tuple[str | None, str | None]:
@@ -353,22 +294,23 @@ def _hash(path: bytes) -> tuple[str | None, str | None]:
 
 
 def _summarise_tree(conn: sqlite3.Connection, source: str, rep: CatalogReport) -> None:
-    # one scan for the totals and every size bucket, one for the largest files
-    sums = []
-    lower = 0
-    for _, upper in SIZE_BUCKETS:
-        cond = f"size>={lower}" + (f" AND size<{upper}" if upper is not None else "")
-        sums.append(f"COALESCE(SUM({cond}), 0), COALESCE(SUM(CASE WHEN {cond} THEN size END), 0)")
-        lower = upper or lower
-    row = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0), SUM(crc32c IS NULL), "
-        + ", ".join(sums)
-        + " FROM files WHERE source=? AND kind='file'",
-        (source,),
-    ).fetchone()
-    rep.files, rep.bytes, rep.unhashed = row[0], row[1], row[2] or 0
+    # one scan for the totals of every size bucket (one CASE a row: 2.5x faster than a SUM per bucket),
+    # one for the largest files
+    bucket = " ".join(f"WHEN size<{upper} THEN {i}" for i, (_, upper) in enumerate(SIZE_BUCKETS) if upper is not None)
+    per_bucket = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT CASE {bucket} ELSE {len(SIZE_BUCKETS) - 1} END AS bucket, COUNT(*), SUM(size),"
+            " SUM(crc32c IS NULL) FROM files WHERE source=? AND kind='file' GROUP BY bucket",
+            (source,),
+        )
+    }
     for i, (label, _) in enumerate(SIZE_BUCKETS):
-        rep.size_distribution.append({"range": label, "files": row[3 + 2 * i], "bytes": row[4 + 2 * i]})
+        files, size, unhashed = per_bucket.get(i, (0, 0, 0))
+        rep.size_distribution.append({"range": label, "files": files, "bytes": size})
+        rep.files += files
+        rep.bytes += size
+        rep.unhashed += unhashed
     for r in conn.execute(
         "SELECT relpath, size FROM files WHERE source=? AND kind='file' ORDER BY size DESC, relpath LIMIT 5", (source,)
     ):

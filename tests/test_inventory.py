@@ -135,6 +135,22 @@ def test_symlink_loop_with_follow_does_not_hang(tmp_path):
     assert all("loop" in a["reason"] for a in t.anomaly_examples)
 
 
+def test_files_under_a_directory_named_in_another_encoding_are_anomalies(tmp_path):
+    root = tmp_path / "tree"
+    odd = os.fsencode(root) + b"/caf\xe9"  # Latin-1, not UTF-8
+    os.makedirs(odd + b"/sub")
+    for name in (b"/a.ogg", b"/sub/b.ogg"):
+        with open(odd + name, "wb") as fh:
+            fh.write(b"1")
+    (root / "fine.ogg").write_bytes(b"22")
+    cfg_path = tmp_path / "migrate.toml"
+    cfg_path.write_text(f'[project]\nid = "demo-project"\n[[catalog]]\nname = "t"\nroot = "{root}"\nbucket = "bkt-t"\n')
+    (t,) = run_inventory(load_config(cfg_path), connect(tmp_path / "state")).catalog
+    assert (t.files, t.bytes, t.anomalies) == (1, 2, 2)
+    assert {a["relpath"] for a in t.anomaly_examples} == {"caf\\xe9/a.ogg", "caf\\xe9/sub/b.ogg"}
+    assert all("not valid UTF-8" in a["reason"] for a in t.anomaly_examples)
+
+
 def test_cli_inventory_json_and_exit_codes(dc, tmp_path):
     env = dict(os.environ, MIGRATE_CONFIG=str(dc.config_path))
     cfg_text = Path(dc.config_path).read_text().replace('state_dir = ".migrate"', f'state_dir = "{tmp_path / "s"}"')
@@ -198,6 +214,13 @@ def test_first_inventory_through_the_bulk_writer_stores_the_same_rows(dc, tmp_pa
     assert len(rows[1]) > 7 and [tuple(r) for r in rows[0]] == [tuple(r) for r in rows[1]]
     strip = [dict(c.__dict__) for c in rep_inline.catalog], [dict(c.__dict__) for c in rep_bulk.catalog]
     assert strip[0] == strip[1]
+    # the writer loads a ledger with no files yet without its secondary index, then builds it again
+    indexes = [
+        c.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name='files'").fetchall() for c in (inline, bulk)
+    ]
+    assert "files_seen" in {r[0] for r in indexes[1]} and sorted(map(tuple, indexes[0])) == sorted(
+        map(tuple, indexes[1])
+    )
 
 
 def test_bulk_writer_failure_is_a_ledger_error(tmp_path):

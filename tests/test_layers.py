@@ -22,6 +22,7 @@ STAGES = {
     "engine",
     "inventory",
     "inventory_logs",
+    "inventory_fresh",
     "preflight",
     "preflight_report",
     "status",

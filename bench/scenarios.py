@@ -23,8 +23,14 @@ MiB = 1024 * 1024
 
 E2E = "migrate end to end"  # inventory + plan + run of one round, the compared row of every object scenario
 OBJECT_TOOLS = ["migrate", "rclone", "gcloud", "raw"]
+# S2 also runs migrate without its write ramp: at defaults a bucket's object writes start at 1,000/s
+# (https://cloud.google.com/storage/docs/request-rate), which caps 20,000 small files at about 20 s on any
+# machine; the extra row shows the per-file cost that the ramp hides. No peer ramps.
+NO_RAMP = " (ramp_up = false)"
+EXTRA_TOOLS = {"S2": ["migrate-noramp"]}
 OBJECT_LABELS = {
     "migrate": E2E,
+    "migrate-noramp": E2E + NO_RAMP,
     "rclone": "rclone copy --transfers 8",
     "gcloud": "gcloud storage rsync -r",
     "raw": "raw floor",
@@ -167,7 +173,7 @@ class Scenarios:
         ds = self.dataset(sid)
         self._warm_up(ds)
         for rnd in range(1, self.s.rounds[sid] + 1):
-            for tool in OBJECT_TOOLS:
+            for tool in OBJECT_TOOLS + EXTRA_TOOLS.get(sid, []):
                 self._object_run(sid, ds, tool, rnd, with_s5)
 
     def _object_run(self, sid: str, ds: datasets.Dataset, tool: str, rnd: int, with_s5: bool) -> None:
@@ -184,6 +190,9 @@ class Scenarios:
             check = _bucket_check(gcs.url, ds)
             if tool == "migrate":
                 res = self._migrate_copy(sid, ds, rnd, wd, env, check)
+            elif tool == "migrate-noramp":
+                transfer = self._transfer() | {"ramp_up": False}
+                res = self._migrate_copy(sid, ds, rnd, wd, env, check, transfer=transfer, tag=NO_RAMP)
             elif tool == "rclone":
                 conf = peers.rclone_config(wd / "rclone.conf", gcs.url)
                 argv = self._rclone_copy(conf, ds)
@@ -238,18 +247,21 @@ class Scenarios:
         env = env | peers.gcloud_env(cfg)
         return self.x.step(sid, label, rnd, self._gcloud_argv(ds), env=env, log_dir=wd / "run", check=check)
 
-    def _migrate_prepare(self, sid: str, rnd: int, wd: Path, env: dict, cfg: Path, name: str) -> list[Result] | None:
+    def _migrate_prepare(
+        self, sid: str, rnd: int, wd: Path, env: dict, cfg: Path, name: str, tag: str = ""
+    ) -> list[Result] | None:
         inv = ["inventory", "-c", str(cfg), "--json"] + (["--hash"] if self.s.migrate_hash else [])
         argv = self.x.migrate(*inv)
-        r1 = self.x.step(sid, "migrate inventory", rnd, argv, env=env, log_dir=wd / "inventory", aux=True)
+        r1 = self.x.step(sid, f"migrate inventory{tag}", rnd, argv, env=env, log_dir=wd / "inventory", aux=True)
         if not r1.ok:
             return None
         argv = self.x.migrate("plan", "-c", str(cfg), "--name", name, "--json")
-        r2 = self.x.step(sid, "migrate plan", rnd, argv, env=env, log_dir=wd / "plan", aux=True)
+        r2 = self.x.step(sid, f"migrate plan{tag}", rnd, argv, env=env, log_dir=wd / "plan", aux=True)
         return [r1, r2] if r2.ok else None
 
-    def _migrate_copy(self, sid, ds, rnd, wd, env, check, transfer: dict | None = None) -> Result:
-        """inventory, plan and run as three CLI calls; each is a row, and their sum is the end-to-end row."""
+    def _migrate_copy(self, sid, ds, rnd, wd, env, check, transfer: dict | None = None, tag: str = "") -> Result:
+        """inventory, plan and run as three CLI calls; each is a row, and their sum is the end-to-end row.
+        `tag` marks the rows of a non-default configuration (the labels get it appended)."""
         cfg = write_config(
             wd / "migrate.toml",
             wd,
@@ -257,16 +269,16 @@ class Scenarios:
             transfer=self._transfer() if transfer is None else transfer,
         )
         name = "s1" if sid == "S1" else sid.lower().replace("-", "")
-        prep = self._migrate_prepare(sid, rnd, wd, env, cfg, name)
+        prep = self._migrate_prepare(sid, rnd, wd, env, cfg, name, tag)
         if prep is None:
-            self.x.fail(sid, E2E, rnd, "migrate inventory/plan failed (see the rows below)")
-            return self.x.fail(sid, "migrate run", rnd, "migrate inventory/plan failed", aux=True)
+            self.x.fail(sid, E2E + tag, rnd, "migrate inventory/plan failed (see the rows below)")
+            return self.x.fail(sid, f"migrate run{tag}", rnd, "migrate inventory/plan failed", aux=True)
         argv = self.x.migrate("run", "-c", str(cfg), str(plan_path(wd, name)), "--json")
-        run = self.x.step(sid, "migrate run", rnd, argv, env=env, log_dir=wd / "run", check=check, aux=True)
+        run = self.x.step(sid, f"migrate run{tag}", rnd, argv, env=env, log_dir=wd / "run", check=check, aux=True)
         steps = [*prep, run]
         e2e = Result(
             sid,
-            E2E,
+            E2E + tag,
             rnd,
             ok=run.ok,
             error=run.error,

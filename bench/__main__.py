@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             session.log(f"{name}: MISSING ({exc}); its runs will fail")
     if not ensure_gnu_time():
         session.log("GNU time (/usr/bin/time) is missing: peak RSS may include the harness's own memory")
+    session.compile_migrate()
     sc = Scenarios(session)
     wanted = settings.scenarios
     # the short S6 first, the long S7 last

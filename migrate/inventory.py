@@ -142,7 +142,7 @@ def _inventory_tree(
     apply = _apply_fresh if fresh and pool is None else _apply_batch
     writer: BulkWriter | None = None
     try:
-        if apply is _apply_fresh and scanner is None:
+        if apply is _apply_fresh and scanner is None:  # the local first inventory: rows straight from the walk
             writer = walk_fresh(conn, src.name, snap, walk_rows(src, stats), rep, report, BATCH, BULK_AFTER)
         else:
             # the entries, a directory's worth at a time (the workers' walk yields them one by one)

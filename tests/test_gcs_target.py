@@ -124,7 +124,7 @@ def test_list_pages_pages_and_hides_composite_parts(gcs, gcs_client, bucket):
     gcs.insert(bucket, f"{PARTS_PREFIX}plan/3/00000", b"part", content_type="x/y")
     paged = list(gcs.list(bucket, "d/", page_size=3))
     assert [o.name for o in paged] == [f"d/{i}" for i in range(7)]
-    pages = list(list_pages(gcs_client, bucket, page_size=3))
+    pages = list(list_pages(Gcs(gcs_client), bucket, page_size=3))
     assert len(pages) >= 3  # 8 objects at 3 a page; the part is dropped from its page, not the listing
     rows = [r for page in pages for r in page]
     assert [r[0] for r in rows] == [f"d/{i}" for i in range(7)]
@@ -166,7 +166,8 @@ def test_list_pages_retries_each_page_and_resumes_from_its_token(emulators, gcs_
     with FaultProxy(emulators.gcs, rate=0.35, faults=("503", "reset"), seed=7) as proxy:
         monkeypatch.setenv(clients.STORAGE_EMULATOR_ENV, proxy.url)
         client = clients.gcs_client(emulators.project)
-        pages = list(list_pages(client, bucket, "r/", cfg=cfg, page_size=2, on_retry=lambda e, n: retried.append(n)))
+        api = Gcs(client)
+        pages = list(list_pages(api, bucket, "r/", cfg=cfg, page_size=2, on_retry=lambda e, n: retried.append(n)))
         injected = proxy.injected
     assert [r[0] for page in pages for r in page] == [f"r/{i:02d}" for i in range(10)]
     assert injected > 0 and len(retried) == injected  # every injected fault was retried, and counted
@@ -176,6 +177,6 @@ def test_list_pages_names_a_missing_bucket_and_the_fix(gcs_client):
     from migrate.errors import TargetError
 
     with pytest.raises(TargetError) as err:
-        list(list_pages(gcs_client, "no-such-bucket-for-listing"))
+        list(list_pages(Gcs(gcs_client), "no-such-bucket-for-listing"))
     assert "gs://no-such-bucket-for-listing not found" in err.value.one_line()
     assert "create the bucket" in err.value.one_line()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from migrate.config import TransferConfig
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
+from migrate.targets.gcs import Gcs
 from migrate.targets.gcs_listing import bucket_exists, list_pages, listing_roots
 
 INSERT_CHUNK = 5000
@@ -58,16 +59,17 @@ def load_destination(
     for bucket, prefix in listing_roots(targets):
         by_bucket.setdefault(bucket, []).append(prefix)
     out: list[BucketListing] = []
+    api = Gcs(client, pool_size=2) if by_bucket else None  # one connection for every bucket and page
     for bucket, prefixes in sorted(by_bucket.items()):
 
         def on_retry(exc: BaseException, attempt: int, bucket: str = bucket) -> None:
             report(Event("retry", name=f"gs://{bucket}", data={"error": describe(exc), "attempt": attempt}))
 
-        exists = bucket_exists(client, bucket, cfg, on_retry)
+        exists = bucket_exists(api, bucket, cfg, on_retry)
         count = 0
         for prefix in prefixes if exists else ():
             report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))
-            pages = list_pages(client, bucket, prefix, cfg=cfg, on_retry=on_retry)
+            pages = list_pages(api, bucket, prefix, cfg=cfg, on_retry=on_retry)
             count += _insert_rows(conn, bucket, (row for page in pages for row in page), report)
         out.append(BucketListing(bucket, tuple(prefixes), exists, count))
     return out

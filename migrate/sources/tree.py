@@ -44,7 +44,7 @@ def walk(source: CatalogSource, stats: WalkStats | None = None) -> Iterator[Entr
 def walk_dirs(source: CatalogSource, stats: WalkStats | None = None) -> Iterator[list[Entry]]:
     """walk(), one directory's entries at a time (no per-entry generator step for a caller that batches)."""
     for abs_dir, rows, entries in walk_rows(source, stats):
-        yield _with_entries(abs_dir, rows, entries) if rows else entries
+        yield _with_entries(abs_dir, rows, entries)
 
 
 def walk_rows(
@@ -81,12 +81,13 @@ def scan_dir(
 ) -> list[Entry]:
     """One directory of walk(): its entries; its subdirectories are pushed onto `stack` (in reverse)."""
     rows: list[tuple[str, int, int, int]] = []
-    entries = scan_rows(source, abs_dir, rel_dir, stack, stats, flt, visited, rows)
-    return _with_entries(abs_dir, rows, entries) if rows else entries
+    return _with_entries(abs_dir, rows, scan_rows(source, abs_dir, rel_dir, stack, stats, flt, visited, rows))
 
 
 def _with_entries(abs_dir: bytes, rows: list[tuple[str, int, int, int]], entries: list[Entry]) -> list[Entry]:
     """scan_rows()' plain file rows as Entry objects, followed by its other entries."""
+    if not rows:
+        return entries
     head = _join(abs_dir, b"")
     cut = rows[0][0].rfind("/") + 1  # one directory: every row has the same relative head
     out = [Entry(rel, "file", head + rel[cut:].encode("utf-8"), size, mtime, ino) for rel, size, mtime, ino in rows]

@@ -26,10 +26,9 @@ def listing_roots(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def bucket_exists(
-    client, bucket: str, cfg: TransferConfig, on_retry: Callable[[BaseException, int], None] | None = None
+    api: Gcs, bucket: str, cfg: TransferConfig, on_retry: Callable[[BaseException, int], None] | None = None
 ) -> bool:
     """Whether gs://bucket exists, retried by migrate.retry; any other error is a TargetError naming the bucket."""
-    api = Gcs(client, pool_size=2)
     with as_target_error(
         f"cannot look up gs://{bucket}", "check the bucket name, credentials and network (or STORAGE_EMULATOR_HOST)"
     ):
@@ -37,7 +36,7 @@ def bucket_exists(
 
 
 def list_pages(
-    client,
+    api: Gcs,
     bucket: str,
     prefix: str = "",
     *,
@@ -51,9 +50,8 @@ def list_pages(
     resumed from its page token, so a transient error on page 900 of a million-object bucket costs
     one page, not the listing. Composite-upload parts (PARTS_PREFIX) are the run's scratch space,
     not migrated objects, and are left out. An error that outlives the retries is a TargetError
-    naming the bucket and the fix.
+    naming the bucket and the fix. `api`: the caller's client, one for a whole listing.
     """
-    api = Gcs(client, pool_size=2)
     retry = retrying(cfg or TransferConfig(), on_retry)
     page_size = page_size or gcs.LIST_PAGE_SIZE
     token: str | None = None

@@ -260,7 +260,7 @@ def _objects(
     gcs = Gcs(client, timeout=cfg.transfer.timeout, pool_size=concurrency(workers) + 4)
     report(Event("phase", name="copying objects"))
     summary.objects = ObjectsSummary()  # filled as items finish, so an abort still records counts
-    buckets = _bucket_settings(conn, cfg, plan, gcs_client, summary)
+    buckets = _bucket_settings(conn, cfg, plan, gcs, summary)
     if engine is not None:
         from migrate.engine.dask_objects import copy_objects_dask
 
@@ -305,24 +305,16 @@ def _copy_local(conn, cfg, plan, gcs, workers, bwlimit, report, stop, abort, sum
     )
 
 
-def _bucket_settings(conn, cfg: Config, plan: Plan, client, summary: RunSummary) -> dict:
-    """Each bucket with large files to copy, read once: its settings pick the upload path (targets.buckets).
-    `client`: the caller's storage.Client, or None to make one (only when there are large files)."""
+def _bucket_settings(conn, cfg: Config, plan: Plan, gcs, summary: RunSummary) -> dict:
+    """Each bucket with large files to copy, read once through the run's own client, the way preflight
+    reads it: its settings pick the upload path (targets.buckets)."""
+    from migrate.retry import call_with_retry
+    from migrate.targets.gcs_json_admin import GcsJsonAdmin
     from migrate.transfer.objects import large_file_buckets
 
-    names = large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold)
-    if not names:
-        return {}
-    from migrate.clients import gcs_client as make_client
-    from migrate.retry import call_with_retry
-    from migrate.targets.gcs_admin import GcsAdmin
-
-    if client is None:
-        impersonate = cfg.project.impersonate_service_account
-        client = make_client(cfg.project.id, pool_size=4, impersonate=impersonate, endpoint=cfg.storage.endpoint)
-    admin = GcsAdmin(client, lambda fn: call_with_retry(fn, cfg.transfer), cfg.transfer.timeout)
+    admin = GcsJsonAdmin(gcs, lambda fn: call_with_retry(fn, cfg.transfer))
     out = {}
-    for name in names:
+    for name in large_file_buckets(conn, plan.plan_id, cfg.transfer.large_file_threshold):
         try:
             out[name] = admin.settings(name)
         except Exception as exc:  # the safe path needs no settings: resumable uploads work in any bucket

@@ -29,19 +29,17 @@ class Work(ObjectItem):
 
     @classmethod
     def of(cls, item: ObjectItem, path: str, upload_state: dict | None = None) -> Work:
-        values = {name: getattr(item, name) for name in _ITEM_FIELDS}
-        values.update(path=path, upload_state=upload_state)
-        if not item.overwrite:
-            values["replace_generation"] = None
-        return cls(**values)
+        return cls._build({name: getattr(item, name) for name in _ITEM_FIELDS}, path, upload_state)
 
     @classmethod
     def from_manifest_line(cls, doc: dict, path: str, upload_state: dict | None = None) -> Work:
         """Work.of(ObjectItem.from_manifest(doc), path, upload_state) without the intermediate ObjectItem
         (a frozen dataclass costs a few microseconds per field set, per file of a large plan)."""
-        values = {k: v for k, v in doc.items() if k in _ITEM_KEYS}
-        values["path"] = path
-        values["upload_state"] = upload_state
+        return cls._build({k: v for k, v in doc.items() if k in _ITEM_KEYS}, path, upload_state)
+
+    @classmethod
+    def _build(cls, values: dict, path: str, upload_state: dict | None) -> Work:
+        values.update(path=path, upload_state=upload_state)
         if not values.get("overwrite"):
             values["replace_generation"] = None
         return cls(**values)

@@ -24,6 +24,7 @@ from migrate.ledger.states import ItemState
 from migrate.plan import DONE_SKIP_REASONS, SKIP_CONFLICT, ObjectItem, Plan
 from migrate.progress import Event, Reporter, null_reporter
 from migrate.retry import describe
+from migrate.targets.gcs import Gcs
 from migrate.targets.gcs_listing import list_pages, listing_roots
 from migrate.verification.model import Listing, ObjectsResult
 from migrate.verification.problems import DIFFERS, ERROR, EXTRA, MATCH, MISSING, ProblemLines, object_path
@@ -103,10 +104,11 @@ def load_listing(
         result.retries += 1
         report(Event("retry", name="listing", data={"error": describe(exc)}))
 
+    api = Gcs(client, pool_size=2)  # one connection for every root and page
     for bucket, prefix in roots:
         lst = Listing(bucket, prefix)
         report(Event("phase", name=f"listing gs://{bucket}/{prefix}"))
-        for rows in list_pages(client, bucket, prefix, cfg=cfg, on_retry=on_retry):
+        for rows in list_pages(api, bucket, prefix, cfg=cfg, on_retry=on_retry):
             lst.pages += 1
             lst.objects += len(rows)
             conn.executemany(
